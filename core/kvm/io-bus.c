@@ -1,5 +1,6 @@
 #include "kvm/io-bus.h"
 
+#include <gio/gio.h>
 #include <string.h>
 
 typedef struct {
