@@ -63,6 +63,8 @@ typedef struct {
   bool mapped;
 } NbPciBar;
 
+/* Both callbacks run with the bus lock held: they may use the MMIO/port buses,
+ * interrupts and nb_pci_device_set_intx, but not other nb_pci_bus_* calls. */
 typedef struct {
   /* After a config-space write has been applied (offset, size as written). */
   void (*config_written)(NbPciDevice *dev, unsigned offset, unsigned size);
