@@ -1,0 +1,43 @@
+/* A virtual machine on KVM: the VM file descriptor, its memory slots, the
+ * in-kernel interrupt controllers, the I/O buses and interrupt routing. */
+#pragma once
+
+#include "hw/interrupts.h"
+#include "kvm/guest-memory.h"
+#include "kvm/io-bus.h"
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define NB_KVM_ERROR (nb_kvm_error_quark())
+GQuark nb_kvm_error_quark(void);
+
+typedef enum {
+  NB_KVM_ERROR_UNAVAILABLE,   /* no /dev/kvm, or no permission */
+  NB_KVM_ERROR_UNSUPPORTED,   /* KVM lacks something we need */
+  NB_KVM_ERROR_FAILED,
+} NbKvmError;
+
+#define NB_VM_MAX_CPUS 64
+
+typedef struct NbVm NbVm;
+
+/* Opens KVM (NESTBOX_KVM_DEVICE overrides /dev/kvm, for tests), creates the
+ * VM with an in-kernel irqchip and PIT, and maps guest RAM. */
+NbVm *nb_vm_new(NbGuestMemory *mem, GError **error);
+void nb_vm_free(NbVm *vm);
+
+int nb_vm_kvm_fd(NbVm *vm);
+int nb_vm_fd(NbVm *vm);
+NbGuestMemory *nb_vm_memory(NbVm *vm);
+NbIoBus *nb_vm_pio(NbVm *vm);
+NbIoBus *nb_vm_mmio(NbVm *vm);
+NbInterrupts *nb_vm_interrupts(NbVm *vm);
+
+/* Maps host memory at gpa (a framebuffer BAR); host NULL removes it. */
+bool nb_vm_map_ram(void *vm, uint64_t gpa, uint64_t size, void *host, GError **error);
+
+/* Opens the KVM device and checks the API version; used by nb_vm_new and by
+ * tools that only probe. Returns the fd or -1 with a user-facing error. */
+int nb_kvm_open(GError **error);
