@@ -79,6 +79,7 @@ nb_pci_device_init(NbPciDevice *dev, const char *name, uint16_t vendor, uint16_t
   dev->wmask[NB_PCI_COMMAND] = NB_PCI_COMMAND_IO | NB_PCI_COMMAND_MEMORY | NB_PCI_COMMAND_MASTER;
   dev->wmask[NB_PCI_COMMAND + 1] = NB_PCI_COMMAND_INTX_OFF >> 8;
   dev->wmask[NB_PCI_INTERRUPT_LINE] = 0xff;
+  dev->config[NB_PCI_INTERRUPT_PIN] = 1;   /* INTA; a device without INTx sets 0 */
   dev->next_cap = 0x40;
 }
 
@@ -497,10 +498,10 @@ nb_pci_bus_add(NbPciBus *bus, NbPciDevice *dev, GError **error)
   }
   dev->bus = bus;
   dev->slot = slot;
-  if (dev->config[NB_PCI_INTERRUPT_PIN] == 0)
-    dev->config[NB_PCI_INTERRUPT_PIN] = 1;
-  dev->gsi = intx_gsi(slot, dev->config[NB_PCI_INTERRUPT_PIN]);
-  dev->config[NB_PCI_INTERRUPT_LINE] = (uint8_t)dev->gsi;
+  if (dev->config[NB_PCI_INTERRUPT_PIN] != 0) {
+    dev->gsi = intx_gsi(slot, dev->config[NB_PCI_INTERRUPT_PIN]);
+    dev->config[NB_PCI_INTERRUPT_LINE] = (uint8_t)dev->gsi;
+  }
   bus->slots[slot] = dev;
   /* Enable decoding as firmware would have, so direct-boot guests that keep
    * the assignment work without reprogramming. */

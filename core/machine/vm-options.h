@@ -1,0 +1,44 @@
+/* nestbox-vm's command line: parsed and validated here, so every error a
+ * user can make is checked by unit tests, and main() stays a dispatcher. */
+#pragma once
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define NB_VM_OPTIONS_ERROR (nb_vm_options_error_quark())
+GQuark nb_vm_options_error_quark(void);
+
+typedef enum {
+  NB_VM_OPTIONS_ERROR_INVALID,
+} NbVmOptionsError;
+
+typedef enum {
+  NB_SERIAL_STDIO,
+  NB_SERIAL_FILE,
+  NB_SERIAL_NONE,
+} NbSerialMode;
+
+#define NB_VM_MIN_CPUS 1
+#define NB_VM_DEFAULT_MEMORY (512 * UINT64_C(1048576))
+
+typedef struct {
+  char *kernel;
+  char *initrd;
+  char *append;
+  unsigned cpus;
+  uint64_t memory;
+  NbSerialMode serial;
+  char *serial_path;
+  bool no_reboot;
+  char **disks;          /* --disk, repeatable: PATH[,readonly][,serial=ID][,format=F] */
+  char **nets;           /* --net, repeatable */
+  char **console_ports;  /* --console-port NAME=SOCKET, repeatable */
+  bool rng;
+  bool console_hvc;      /* --console hvc: guest console on virtio-console */
+} NbVmOptions;
+
+/* Parses argv (argv[0] is the program). On error, sets a message that names
+ * the option, what was wrong and what is expected. --help prints and exits. */
+bool nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error);
+void nb_vm_options_clear(NbVmOptions *options);
