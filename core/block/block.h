@@ -26,7 +26,12 @@ typedef enum {
   NB_BLOCK_FORMAT_AUTO,
   NB_BLOCK_FORMAT_RAW,
   NB_BLOCK_FORMAT_QCOW2,
+  NB_BLOCK_FORMAT_VDI,     /* read-only import */
+  NB_BLOCK_FORMAT_VMDK,    /* read-only import */
 } NbBlockFormat;
+
+/* Longest backing chain followed: deeper chains are refused, not walked. */
+#define NB_BLOCK_MAX_BACKING_DEPTH 16
 
 typedef struct {
   NbBlockFormat format;
@@ -54,3 +59,22 @@ bool nb_block_flush(NbBlock *block, GError **error);
 /* Deallocate (reads as zero afterwards) and write zeroes. */
 bool nb_block_discard(NbBlock *block, uint64_t offset, uint64_t len, GError **error);
 bool nb_block_write_zeroes(NbBlock *block, uint64_t offset, uint64_t len, GError **error);
+
+/* Grows the virtual disk (shrinking is refused: it would drop guest data). */
+bool nb_block_resize(NbBlock *block, uint64_t new_size, GError **error);
+
+/* "raw", "qcow2", "vdi", "vmdk"; parse accepts the same names ("auto" too). */
+const char *nb_block_format_name(NbBlockFormat format);
+bool nb_block_format_parse(const char *name, NbBlockFormat *out, GError **error);
+
+/* Bytes the image file takes on the host (allocated blocks). */
+uint64_t nb_block_allocated_bytes(NbBlock *block);
+
+/* Whether the bytes at offset are stored in this image itself (not zero and
+ * not left to a backing file); *pnum gets how many bytes (at most len) from
+ * offset have the same answer. Used by convert to skip holes. */
+bool nb_block_is_allocated(NbBlock *block, uint64_t offset, uint64_t len, uint64_t *pnum);
+
+/* Creates an empty raw image of size bytes (sparse). Refuses to overwrite an
+ * existing file. */
+bool nb_raw_create(const char *path, uint64_t size, GError **error);

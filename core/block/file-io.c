@@ -1,0 +1,167 @@
+/* Host file access shared by the backends: opening with the image lock,
+ * positional I/O that never returns short, and iovec copying. */
+#include "block/block-private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+bool
+nb_block_lock(int fd, const char *path, bool exclusive, GError **error)
+{
+  /* The whole file, like QEMU's byte-range locks it overlaps, so QEMU and
+   * Nestbox refuse each other too. OFD locks belong to the open file, so a
+   * second open in this same process is refused as well. */
+  struct flock fl = {
+    .l_type = exclusive ? F_WRLCK : F_RDLCK,
+    .l_whence = SEEK_SET,
+    .l_start = 0,
+    .l_len = 0,
+  };
+  if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+    return true;
+  int saved = errno;
+  if (saved == EAGAIN || saved == EACCES) {
+    g_set_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_LOCKED,
+                "%s is in use by another program (a running machine, qemu or "
+                "nestboxctl): stop that user first%s", path,
+                exclusive ? "" : ", or let it finish writing");
+    return false;
+  }
+  if (saved == EINVAL || saved == ENOLCK || saved == EOPNOTSUPP)
+    return true;  /* the filesystem has no locks (some network filesystems) */
+  g_set_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_FAILED,
+              "%s: cannot lock the image: %s", path, g_strerror(saved));
+  return false;
+}
+
+int
+nb_block_open_file(const char *path, bool read_only, bool no_lock, GError **error)
+{
+  int fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0 && errno == EISDIR) {
+    g_set_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_UNSUPPORTED,
+                "%s is a directory, not a disk image: name the image file inside it", path);
+    return -1;
+  }
+  if (fd < 0) {
+    int saved = errno;
+    g_set_error(error, NB_BLOCK_ERROR,
+                saved == ENOENT ? NB_BLOCK_ERROR_NOT_FOUND : NB_BLOCK_ERROR_FAILED,
+                "cannot open disk image %s: %s%s", path, g_strerror(saved),
+                saved == EACCES || saved == EROFS ? " (open it read-only or fix its permissions)" : "");
+    return -1;
+  }
+  struct stat st;
+  if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
+    close(fd);
+    g_set_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_UNSUPPORTED,
+                "%s is not a disk image: only regular files and block devices can be disks",
+                path);
+    return -1;
+  }
+  /* O_NONBLOCK only kept open() from hanging on a FIFO; disk I/O blocks. */
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  if (!no_lock && !nb_block_lock(fd, path, !read_only, error)) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool
+nb_block_pread_full(int fd, void *buf, size_t len, uint64_t offset, const char *path,
+                    GError **error)
+{
+  uint8_t *p = buf;
+  while (len > 0) {
+    ssize_t n = pread(fd, p, len, (off_t)offset);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      g_set_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_FAILED,
+                  "%s: read at %" G_GUINT64_FORMAT " failed: %s", path, offset,
+                  g_strerror(errno));
+      return false;
+    }
+    if (n == 0) {
+      memset(p, 0, len);
+      return true;
+    }
+    p += n;
+    len -= (size_t)n;
+    offset += (uint64_t)n;
+  }
+  return true;
+}
+
+bool
+nb_block_pwrite_full(int fd, const void *buf, size_t len, uint64_t offset,
+                     const char *path, GError **error)
+{
+  const uint8_t *p = buf;
+  while (len > 0) {
+    ssize_t n = pwrite(fd, p, len, (off_t)offset);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      g_set_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_FAILED,
+                  "%s: write at %" G_GUINT64_FORMAT " failed: %s%s", path, offset,
+                  g_strerror(errno), errno == ENOSPC ? " (free some space on the host)" : "");
+      return false;
+    }
+    p += n;
+    len -= (size_t)n;
+    offset += (uint64_t)n;
+  }
+  return true;
+}
+
+bool
+nb_block_fdatasync(int fd, const char *path, GError **error)
+{
+  while (fdatasync(fd) < 0) {
+    if (errno == EINTR)
+      continue;
+    g_set_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_FAILED, "%s: flush failed: %s",
+                path, g_strerror(errno));
+    return false;
+  }
+  return true;
+}
+
+void
+nb_iov_to_buf(const struct iovec *iov, int iovcnt, size_t skip, void *buf, size_t len)
+{
+  uint8_t *out = buf;
+  for (int i = 0; i < iovcnt && len > 0; i++) {
+    if (skip >= iov[i].iov_len) {
+      skip -= iov[i].iov_len;
+      continue;
+    }
+    size_t n = MIN(iov[i].iov_len - skip, len);
+    memcpy(out, (uint8_t *)iov[i].iov_base + skip, n);
+    out += n;
+    len -= n;
+    skip = 0;
+  }
+}
+
+void
+nb_iov_from_buf(const struct iovec *iov, int iovcnt, size_t skip, const void *buf, size_t len)
+{
+  const uint8_t *in = buf;
+  for (int i = 0; i < iovcnt && len > 0; i++) {
+    if (skip >= iov[i].iov_len) {
+      skip -= iov[i].iov_len;
+      continue;
+    }
+    size_t n = MIN(iov[i].iov_len - skip, len);
+    memcpy((uint8_t *)iov[i].iov_base + skip, in, n);
+    in += n;
+    len -= n;
+    skip = 0;
+  }
+}
