@@ -1,0 +1,102 @@
+#include "machine/vm-options.h"
+
+#include <string.h>
+
+static bool
+parse(NbVmOptions *options, GError **error, ...)
+{
+  GPtrArray *args = g_ptr_array_new();
+  g_ptr_array_add(args, (char *)"nestbox-vm");
+  va_list ap;
+  va_start(ap, error);
+  for (const char *a = va_arg(ap, const char *); a; a = va_arg(ap, const char *))
+    g_ptr_array_add(args, (char *)a);
+  va_end(ap);
+  g_ptr_array_add(args, NULL);
+  bool ok = nb_vm_options_parse(options, (int)args->len - 1, (char **)args->pdata, error);
+  g_ptr_array_free(args, TRUE);
+  return ok;
+}
+
+static void
+test_full(void)
+{
+  NbVmOptions o;
+  g_autoptr(GError) error = NULL;
+  g_assert_true(parse(&o, &error, "--kernel", "/k", "--initrd", "/i", "--append", "console=ttyS0 quiet",
+                      "--cpus", "8", "--memory", "5G", "--serial", "file:/tmp/log", "--no-reboot",
+                      "--disk", "a.img", "--disk", "b.img,readonly", "--rng", NULL));
+  g_assert_no_error(error);
+  g_assert_cmpstr(o.kernel, ==, "/k");
+  g_assert_cmpstr(o.initrd, ==, "/i");
+  g_assert_cmpstr(o.append, ==, "console=ttyS0 quiet");
+  g_assert_cmpuint(o.cpus, ==, 8);
+  g_assert_cmpuint(o.memory, ==, 5ull << 30);
+  g_assert_cmpint(o.serial, ==, NB_SERIAL_FILE);
+  g_assert_cmpstr(o.serial_path, ==, "/tmp/log");
+  g_assert_true(o.no_reboot);
+  g_assert_cmpuint(g_strv_length(o.disks), ==, 2);
+  g_assert_true(o.rng);
+  nb_vm_options_clear(&o);
+}
+
+static void
+test_defaults(void)
+{
+  NbVmOptions o;
+  g_assert_true(parse(&o, NULL, "--kernel", "/k", NULL));
+  g_assert_cmpuint(o.cpus, ==, 1);
+  g_assert_cmpuint(o.memory, ==, NB_VM_DEFAULT_MEMORY);
+  g_assert_cmpint(o.serial, ==, NB_SERIAL_STDIO);
+  g_assert_false(o.no_reboot);
+  g_assert_null(o.initrd);
+  g_assert_cmpuint(g_strv_length(o.disks), ==, 0);
+  nb_vm_options_clear(&o);
+}
+
+/* Each bad command line fails with a message containing the given words. */
+static void
+test_errors(void)
+{
+  static const struct { const char *args[6]; const char *expect; } cases[] = {
+    { { NULL }, "no kernel given" },
+    { { "--kernel", "/k", "--cpus", "0" }, "--cpus 0 is out of range" },
+    { { "--kernel", "/k", "--cpus", "65" }, "from 1 to 64" },
+    { { "--kernel", "/k", "--cpus", "two" }, "--cpus two" },
+    { { "--kernel", "/k", "--cpus", "4x" }, "--cpus 4x" },
+    { { "--kernel", "/k", "--cpus", "-1" }, "out of range" },
+    { { "--kernel", "/k", "--memory", "lots" }, "is not a size" },
+    { { "--kernel", "/k", "--memory", "12Q" }, "unknown unit" },
+    { { "--kernel", "/k", "--memory", "16M" }, "too little" },
+    { { "--kernel", "/k", "--memory", "513M" }, "2M pages" },
+    { { "--kernel", "/k", "--memory", "99999999999999999999" }, "too large" },
+    { { "--kernel", "/k", "--serial", "tcp:1" }, "stdio, none or file:PATH" },
+    { { "--kernel", "/k", "--serial", "file:" }, "file:PATH" },
+    { { "--kernel", "/k", "--console", "vga" }, "serial or hvc" },
+    { { "--kernel", "/k", "--frobnicate" }, "bad option" },
+    { { "--kernel", "/k", "stray" }, "unexpected argument" },
+    { { "--kernel" }, "bad option" },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+    char *argv[8] = { (char *)"nestbox-vm" };
+    int argc = 1;
+    for (int j = 0; j < 6 && cases[i].args[j]; j++)
+      argv[argc++] = (char *)cases[i].args[j];
+    NbVmOptions o;
+    g_autoptr(GError) error = NULL;
+    g_assert_false(nb_vm_options_parse(&o, argc, argv, &error));
+    g_assert_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID);
+    if (strstr(error->message, cases[i].expect) == NULL)
+      g_error("case %zu: “%s” does not mention “%s”", i, error->message, cases[i].expect);
+  }
+}
+
+int
+main(int argc, char **argv)
+{
+  g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/vm-options/full", test_full);
+  g_test_add_func("/vm-options/defaults", test_defaults);
+  g_test_add_func("/vm-options/errors", test_errors);
+  return g_test_run();
+}
