@@ -1,0 +1,288 @@
+/* ICMP: echo to the gateway and DNS addresses is answered here; echo to the
+ * world goes through unprivileged ping sockets (net.ipv4.ping_group_range),
+ * or one raw socket when the process may open it. Errors the guest sends are
+ * checked and swallowed. */
+#include "net/nat-private.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <unistd.h>
+
+#define ICMP_TIMEOUT_US (30 * G_USEC_PER_SEC)
+#define ICMP_BURST 16
+
+typedef struct {
+  uint32_t gaddr, raddr;
+  uint16_t gid;
+  uint16_t pad;
+} IcmpKey;
+
+typedef struct {
+  IcmpKey key;
+  int fd;            /* ping socket, or -1 when the shared raw socket carries it */
+  NatWatch watch;
+  uint16_t raw_id;   /* the id used on the raw socket */
+  int64_t last;
+} IcmpFlow;
+
+struct NatIcmp {
+  GHashTable *flows;     /* IcmpKey -> flow */
+  GHashTable *by_raw_id; /* raw id -> flow */
+  bool ping_sockets;
+  int raw_fd;
+  NatWatch raw_watch;
+  uint16_t next_raw_id;
+};
+
+static guint
+icmp_key_hash(gconstpointer p)
+{
+  const IcmpKey *k = p;
+  return k->gaddr * 31u + k->raddr * 7u + k->gid;
+}
+
+static gboolean
+icmp_key_equal(gconstpointer a, gconstpointer b)
+{
+  return memcmp(a, b, sizeof(IcmpKey)) == 0;
+}
+
+static void
+icmp_flow_free(gpointer p)
+{
+  IcmpFlow *f = p;
+  if (f->fd >= 0)
+    close(f->fd);
+  g_free(f);
+}
+
+static void
+icmp_to_guest(NbNat *nat, IcmpFlow *f, const uint8_t *msg, size_t len, uint32_t from)
+{
+  /* Only echo replies go back; the kernel handles errors for its sockets. */
+  if (len < 8 || msg[0] != 0 || len > 65535 - NB_IP_HLEN)
+    return;
+  uint8_t *icmp = nat->tx + NAT_L4_OFF;
+  memmove(icmp, msg, len);
+  nb_wr16(icmp + 4, f->key.gid);
+  nb_wr16(icmp + 2, 0);
+  nb_wr16(icmp + 2, nb_csum(icmp, len));
+  f->last = nat->now;
+  nat_ip_send(nat, NB_IP_PROTO_ICMP, nat_translate_in(nat, from), f->key.gaddr, len, 0);
+}
+
+static void
+icmp_ping_ready(NbNat *nat, void *obj, uint32_t events)
+{
+  IcmpFlow *f = obj;
+  for (int n = 0; n < ICMP_BURST; n++) {
+    struct sockaddr_in from;
+    socklen_t fl = sizeof from;
+    uint8_t *buf = nat->tx + NAT_L4_OFF;
+    ssize_t r = recvfrom(f->fd, buf, 65535 - NB_IP_HLEN, MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+    if (r < 0)
+      return;
+    icmp_to_guest(nat, f, buf, (size_t)r, ntohl(from.sin_addr.s_addr));
+  }
+}
+
+static void
+icmp_raw_ready(NbNat *nat, void *obj, uint32_t events)
+{
+  NatIcmp *icmp = obj;
+  for (int n = 0; n < ICMP_BURST; n++) {
+    uint8_t *buf = nat->tx + NAT_L4_OFF;
+    ssize_t r = recv(icmp->raw_fd, buf, 65535, MSG_DONTWAIT);
+    if (r < 0)
+      return;
+    /* A raw socket hands over the IP header too. */
+    size_t len = (size_t)r;
+    if (len < NB_IP_HLEN)
+      continue;
+    size_t hlen = (size_t)(buf[0] & 0xf) * 4;
+    if (hlen < NB_IP_HLEN || len < hlen + 8 || buf[hlen] != 0)
+      continue;
+    uint32_t from = nb_rd32(buf + 12);
+    IcmpFlow *f = g_hash_table_lookup(icmp->by_raw_id,
+                                      GUINT_TO_POINTER(nb_rd16(buf + hlen + 4) + 1u));
+    if (!f || f->key.raddr != from)
+      continue;
+    icmp_to_guest(nat, f, buf + hlen, len - hlen, from);
+  }
+}
+
+NatIcmp *
+nat_icmp_new(NbNat *nat)
+{
+  NatIcmp *icmp = g_new0(NatIcmp, 1);
+  icmp->flows = g_hash_table_new(icmp_key_hash, icmp_key_equal);
+  icmp->by_raw_id = g_hash_table_new(NULL, NULL);
+  icmp->raw_fd = -1;
+  icmp->next_raw_id = (uint16_t)g_random_int();
+  if (nat->cfg->restrict_outbound)
+    return icmp;
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_ICMP);
+  if (fd >= 0) {
+    icmp->ping_sockets = true;
+    close(fd);
+    return icmp;
+  }
+  icmp->raw_fd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_ICMP);
+  if (icmp->raw_fd >= 0 &&
+      !nat_watch_add(nat, &icmp->raw_watch, icmp->raw_fd, EPOLLIN, icmp_raw_ready, icmp)) {
+    close(icmp->raw_fd);
+    icmp->raw_fd = -1;
+  }
+  if (icmp->raw_fd < 0)
+    g_info("ping from the guest will only reach the gateway: ping sockets are not allowed "
+           "(see net.ipv4.ping_group_range) and raw sockets need CAP_NET_RAW");
+  return icmp;
+}
+
+static void
+icmp_flow_kill(NbNat *nat, IcmpFlow *f)
+{
+  g_hash_table_remove(nat->icmp->flows, &f->key);
+  if (f->fd >= 0)
+    nat_watch_remove(nat, &f->watch);
+  else
+    g_hash_table_remove(nat->icmp->by_raw_id, GUINT_TO_POINTER(f->raw_id + 1u));
+  nat_defer_free(nat, f, icmp_flow_free);
+  nat->stats.icmp_flows = g_hash_table_size(nat->icmp->flows);
+}
+
+void
+nat_icmp_free(NbNat *nat, NatIcmp *icmp)
+{
+  GHashTableIter it;
+  gpointer v;
+  g_hash_table_iter_init(&it, icmp->flows);
+  while (g_hash_table_iter_next(&it, NULL, &v)) {
+    IcmpFlow *f = v;
+    if (f->fd >= 0)
+      nat_watch_remove(nat, &f->watch);
+    nat_defer_free(nat, f, icmp_flow_free);
+  }
+  g_hash_table_unref(icmp->flows);
+  g_hash_table_unref(icmp->by_raw_id);
+  if (icmp->raw_fd >= 0) {
+    nat_watch_remove(nat, &icmp->raw_watch);
+    close(icmp->raw_fd);
+  }
+  g_free(icmp);
+}
+
+void
+nat_icmp_tick(NbNat *nat)
+{
+  GHashTableIter it;
+  gpointer v;
+  g_autoptr(GPtrArray) old = g_ptr_array_new();
+  g_hash_table_iter_init(&it, nat->icmp->flows);
+  while (g_hash_table_iter_next(&it, NULL, &v))
+    if (((IcmpFlow *)v)->last < nat->now - ICMP_TIMEOUT_US)
+      g_ptr_array_add(old, v);
+  for (guint i = 0; i < old->len; i++)
+    icmp_flow_kill(nat, old->pdata[i]);
+}
+
+static IcmpFlow *
+icmp_flow_open(NbNat *nat, const IcmpKey *key)
+{
+  NatIcmp *icmp = nat->icmp;
+  if (g_hash_table_size(icmp->flows) >= nat->cfg->max_icmp_flows) {
+    NAT_COUNT(nat, drop_table_full);
+    return NULL;
+  }
+  IcmpFlow *f = g_new0(IcmpFlow, 1);
+  f->key = *key;
+  f->fd = -1;
+  if (icmp->ping_sockets) {
+    f->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_ICMP);
+    if (f->fd < 0 || !nat_watch_add(nat, &f->watch, f->fd, EPOLLIN, icmp_ping_ready, f)) {
+      icmp_flow_free(f);
+      return NULL;
+    }
+  } else if (icmp->raw_fd >= 0) {
+    /* Find an id no other flow uses on the shared raw socket. */
+    for (int tries = 0; tries < 65536; tries++) {
+      uint16_t id = icmp->next_raw_id++;
+      if (!g_hash_table_contains(icmp->by_raw_id, GUINT_TO_POINTER(id + 1u))) {
+        f->raw_id = id;
+        break;
+      }
+    }
+    g_hash_table_insert(icmp->by_raw_id, GUINT_TO_POINTER(f->raw_id + 1u), f);
+  } else {
+    g_free(f);
+    return NULL;
+  }
+  g_hash_table_insert(icmp->flows, &f->key, f);
+  nat->stats.icmp_flows = g_hash_table_size(icmp->flows);
+  return f;
+}
+
+/* An ICMP error must quote an IP header and 8 bytes of what followed. */
+static bool
+icmp_error_ok(const uint8_t *msg, size_t len)
+{
+  if (len < 8 + NB_IP_HLEN)
+    return false;
+  const uint8_t *inner = msg + 8;
+  size_t ihl = (size_t)(inner[0] & 0xf) * 4;
+  return (inner[0] >> 4) == 4 && ihl >= NB_IP_HLEN && len >= 8 + ihl + 8;
+}
+
+void
+nat_icmp_input(NbNat *nat, const NatPacket *pkt)
+{
+  const uint8_t *m = pkt->l4;
+  size_t len = pkt->l4_len;
+  if (len < 8 || nb_csum(m, len) != 0) {
+    NAT_COUNT(nat, drop_icmp);
+    return;
+  }
+  uint8_t type = m[0];
+  if (type == 3 || type == 4 || type == 5 || type == 11 || type == 12) {
+    if (!icmp_error_ok(m, len))
+      NAT_COUNT(nat, drop_icmp);
+    return;
+  }
+  if (type != 8 || m[1] != 0 || pkt->src == 0) {
+    NAT_COUNT(nat, drop_policy);
+    return;
+  }
+  const NbNatConfig *c = nat->cfg;
+  if (pkt->dst == c->gateway || pkt->dst == c->dns) {
+    uint8_t *icmp = nat->tx + NAT_L4_OFF;
+    memcpy(icmp, m, len);
+    icmp[0] = 0;
+    nb_wr16(icmp + 2, 0);
+    nb_wr16(icmp + 2, nb_csum(icmp, len));
+    nat_ip_send(nat, NB_IP_PROTO_ICMP, pkt->dst, pkt->src, len, 0);
+    return;
+  }
+  uint32_t host;
+  if (!nat_translate_out(nat, pkt->dst, &host)) {
+    NAT_COUNT(nat, drop_policy);
+    return;
+  }
+  IcmpKey key = { .gaddr = pkt->src, .raddr = host, .gid = nb_rd16(m + 4) };
+  IcmpFlow *f = g_hash_table_lookup(nat->icmp->flows, &key);
+  if (!f && !(f = icmp_flow_open(nat, &key))) {
+    NAT_COUNT(nat, drop_policy);
+    return;
+  }
+  f->last = nat->now;
+  struct sockaddr_in to = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(host) };
+  if (f->fd >= 0) {
+    /* The kernel puts the socket's own id in and fixes the checksum. */
+    sendto(f->fd, m, len, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof to);
+    return;
+  }
+  g_autofree uint8_t *copy = g_memdup2(m, len);
+  nb_wr16(copy + 4, f->raw_id);
+  nb_wr16(copy + 2, 0);
+  nb_wr16(copy + 2, nb_csum(copy, len));
+  sendto(nat->icmp->raw_fd, copy, len, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof to);
+}

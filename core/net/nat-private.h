@@ -1,0 +1,163 @@
+/* Internals shared by the files of the NAT engine. Everything here runs on
+ * the engine's context thread. */
+#pragma once
+
+#include "net/nat.h"
+#include "net/packet.h"
+
+#include <sys/epoll.h>
+
+/* Room for the largest IPv4 packet plus its Ethernet header, and some slack
+ * for TCP options. */
+#define NAT_TX_SIZE (NB_ETH_HLEN + 65535 + 64)
+#define NAT_L4_OFF (NB_ETH_HLEN + NB_IP_HLEN)
+
+typedef struct NbNat NbNat;
+
+/* An fd registered on the engine's epoll set. */
+typedef void (*NatWatchFunc)(NbNat *nat, void *obj, uint32_t events);
+typedef struct {
+  NatWatchFunc func;
+  void *obj;
+  int fd;
+  uint32_t events;
+} NatWatch;
+
+/* A parsed IPv4 packet from the guest (addresses in host order). */
+typedef struct {
+  const uint8_t *l4;
+  size_t l4_len;
+  uint32_t src, dst;
+  uint8_t proto;
+  uint8_t ttl;
+  const uint8_t *ip;   /* the IP header, for ICMP errors back to the guest */
+  size_t ip_hlen;
+} NatPacket;
+
+typedef struct NatDhcp NatDhcp;
+typedef struct NatTcp NatTcp;
+typedef struct NatUdp NatUdp;
+typedef struct NatIcmp NatIcmp;
+typedef struct NatFrag NatFrag;
+typedef struct NatDns NatDns;
+
+typedef struct {
+  NbNatHostFwd fwd;
+  uint16_t bound_port;
+  int fd;
+  NatWatch watch;
+} NatFwd;
+
+struct NbNat {
+  NbNetBackend backend; /* first: the backend pointer is the engine pointer */
+  NbNatConfig *cfg;
+  GMainContext *context;
+  GMainLoop *loop;
+  GThread *thread;
+  GSource *epoll_source;
+  GSource *tick_source;
+  int epfd;
+  int64_t now;          /* monotonic microseconds, updated on each wake-up */
+  int64_t last_slow_tick;
+
+  uint8_t gw_mac[6];
+  uint8_t guest_mac[6];
+  bool guest_mac_known;
+  uint32_t guest_addr;  /* last address the guest used or was given */
+
+  NbNatStats stats;
+
+  GPtrArray *dead;      /* objects to free after the current dispatch */
+  GPtrArray *fwds;      /* NatFwd */
+
+  NatDhcp *dhcp;
+  NatTcp *tcp;
+  NatUdp *udp;
+  NatIcmp *icmp;
+  NatFrag *frag;
+  NatDns *dns;
+
+  uint16_t ip_id;
+  uint8_t *tx;          /* NAT_TX_SIZE bytes: frames to the guest are built here */
+};
+
+static inline NbNat *
+nat_from_backend(NbNetBackend *backend)
+{
+  return (NbNat *)backend;
+}
+
+#define NAT_COUNT(nat, field) ((nat)->stats.field++)
+
+/* nat.c */
+gboolean nat_watch_add(NbNat *nat, NatWatch *w, int fd, uint32_t events, NatWatchFunc func,
+                       void *obj);
+void nat_watch_modify(NbNat *nat, NatWatch *w, uint32_t events);
+void nat_watch_remove(NbNat *nat, NatWatch *w);
+/* Frees obj with free_func after the current batch of events. */
+void nat_defer_free(NbNat *nat, void *obj, GDestroyNotify free_func);
+/* The engine's view of the host: the gateway address maps to 127.0.0.1 when
+ * host loopback is on. Returns false if the guest may not reach dst. */
+bool nat_translate_out(NbNat *nat, uint32_t dst, uint32_t *host_dst);
+/* A source address seen on a host socket, as the guest should see it. */
+uint32_t nat_translate_in(NbNat *nat, uint32_t host_src);
+bool nat_is_guest_addr(NbNat *nat, uint32_t addr);
+/* Sends the IPv4 packet whose L4 part (l4_len bytes) is already in
+ * nat->tx + NAT_L4_OFF; fragments it to the MTU if needed. */
+void nat_ip_send(NbNat *nat, uint8_t proto, uint32_t src, uint32_t dst, size_t l4_len,
+                 unsigned flags);
+/* Sends an ICMP error about the guest's packet pkt. */
+void nat_icmp_error(NbNat *nat, const NatPacket *pkt, uint8_t type, uint8_t code);
+void nat_deliver(NbNat *nat, const uint8_t *frame, size_t len, unsigned flags);
+uint32_t nat_fwd_guest_addr(NbNat *nat, const NbNatHostFwd *fwd);
+
+/* nat-arp.c */
+void nat_arp_input(NbNat *nat, const uint8_t *frame, size_t len);
+
+/* nat-ip.c: fragment reassembly */
+NatFrag *nat_frag_new(void);
+void nat_frag_free(NatFrag *frag);
+/* Takes a fragment; returns a whole datagram (IP header + payload, to be
+ * g_free()d) once all pieces are in, else NULL. */
+uint8_t *nat_frag_input(NbNat *nat, const uint8_t *ip, size_t hlen, size_t total, size_t *out_len);
+void nat_frag_tick(NbNat *nat);
+
+/* nat-dhcp.c */
+NatDhcp *nat_dhcp_new(NbNat *nat);
+void nat_dhcp_free(NatDhcp *dhcp);
+void nat_dhcp_input(NbNat *nat, const uint8_t *frame_src_mac, const uint8_t *data, size_t len);
+unsigned nat_dhcp_lease_count(NbNat *nat);
+
+/* nat-icmp.c */
+NatIcmp *nat_icmp_new(NbNat *nat);
+void nat_icmp_free(NbNat *nat, NatIcmp *icmp);
+void nat_icmp_input(NbNat *nat, const NatPacket *pkt);
+void nat_icmp_tick(NbNat *nat);
+
+/* nat-udp.c */
+NatUdp *nat_udp_new(NbNat *nat);
+void nat_udp_free(NbNat *nat, NatUdp *udp);
+void nat_udp_input(NbNat *nat, const NatPacket *pkt);
+void nat_udp_tick(NbNat *nat);
+void nat_udp_fwd_readable(NbNat *nat, NatFwd *fwd);
+void nat_udp_fwd_removed(NbNat *nat, NatFwd *fwd);
+/* Builds a UDP datagram to the guest from data already at
+ * nat->tx + NAT_L4_OFF + NB_UDP_HLEN. */
+void nat_udp_send(NbNat *nat, uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport,
+                  size_t len);
+
+/* nat-dns.c */
+NatDns *nat_dns_new(NbNat *nat);
+void nat_dns_free(NatDns *dns);
+/* The resolver to send a guest's query to; false when there is none. */
+bool nat_dns_resolver(NbNat *nat, struct sockaddr_in *out);
+bool nat_dns_is_resolver(NbNat *nat, const struct sockaddr_in *addr);
+
+/* nat-tcp.c */
+NatTcp *nat_tcp_new(NbNat *nat);
+void nat_tcp_free(NbNat *nat, NatTcp *tcp);
+void nat_tcp_input(NbNat *nat, const NatPacket *pkt);
+void nat_tcp_tick(NbNat *nat);
+void nat_tcp_flush(NbNat *nat);
+void nat_tcp_fwd_accept(NbNat *nat, NatFwd *fwd);
+unsigned nat_tcp_flow_count(NbNat *nat);

@@ -1,0 +1,320 @@
+/* UDP: each guest port gets a host socket of its own, kept while datagrams
+ * flow and closed after a quiet while. DHCP and DNS are answered or forwarded
+ * here, and forwarded host ports deliver into the guest. */
+#include "net/nat-private.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <unistd.h>
+
+#define UDP_BURST 32
+
+typedef struct {
+  uint32_t gaddr;
+  uint32_t raddr; /* 0 for an outbound flow: it may talk to anyone */
+  uint16_t gport;
+  uint16_t rport;
+} UdpKey;
+
+typedef struct {
+  UdpKey key;
+  int fd;                  /* outbound flows own one; forward flows use the forward's */
+  NatWatch watch;
+  int64_t last;
+  NatFwd *fwd;
+  struct sockaddr_in peer; /* for forward flows: the host-side peer */
+} UdpFlow;
+
+struct NatUdp {
+  GHashTable *flows;
+};
+
+static guint
+udp_key_hash(gconstpointer p)
+{
+  const UdpKey *k = p;
+  return k->gaddr * 31u + k->raddr * 17u + ((guint)k->gport << 16 | k->rport);
+}
+
+static gboolean
+udp_key_equal(gconstpointer a, gconstpointer b)
+{
+  return memcmp(a, b, sizeof(UdpKey)) == 0;
+}
+
+static void
+udp_flow_free(gpointer p)
+{
+  UdpFlow *f = p;
+  if (!f->fwd && f->fd >= 0)
+    close(f->fd);
+  g_free(f);
+}
+
+NatUdp *
+nat_udp_new(NbNat *nat)
+{
+  NatUdp *udp = g_new0(NatUdp, 1);
+  udp->flows = g_hash_table_new(udp_key_hash, udp_key_equal);
+  return udp;
+}
+
+static void
+udp_flow_kill(NbNat *nat, UdpFlow *f)
+{
+  g_hash_table_remove(nat->udp->flows, &f->key);
+  if (!f->fwd)
+    nat_watch_remove(nat, &f->watch);
+  nat_defer_free(nat, f, udp_flow_free);
+  nat->stats.udp_flows = g_hash_table_size(nat->udp->flows);
+}
+
+void
+nat_udp_free(NbNat *nat, NatUdp *udp)
+{
+  GHashTableIter it;
+  gpointer v;
+  g_hash_table_iter_init(&it, udp->flows);
+  while (g_hash_table_iter_next(&it, NULL, &v)) {
+    UdpFlow *f = v;
+    if (!f->fwd)
+      nat_watch_remove(nat, &f->watch);
+    nat_defer_free(nat, f, udp_flow_free);
+  }
+  g_hash_table_unref(udp->flows);
+  g_free(udp);
+}
+
+void
+nat_udp_tick(NbNat *nat)
+{
+  int64_t limit = nat->now - (int64_t)nat->cfg->udp_timeout * G_USEC_PER_SEC;
+  GHashTableIter it;
+  gpointer v;
+  g_autoptr(GPtrArray) old = g_ptr_array_new();
+  g_hash_table_iter_init(&it, nat->udp->flows);
+  while (g_hash_table_iter_next(&it, NULL, &v))
+    if (((UdpFlow *)v)->last < limit)
+      g_ptr_array_add(old, v);
+  for (guint i = 0; i < old->len; i++)
+    udp_flow_kill(nat, old->pdata[i]);
+}
+
+void
+nat_udp_send(NbNat *nat, uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport, size_t len)
+{
+  uint8_t *u = nat->tx + NAT_L4_OFF;
+  size_t total = NB_UDP_HLEN + len;
+  nb_wr16(u, sport);
+  nb_wr16(u + 2, dport);
+  nb_wr16(u + 4, (uint16_t)total);
+  nb_wr16(u + 6, 0);
+  unsigned flags = 0;
+  if (nat->backend.peer_features & NB_NET_PEER_CSUM_OFFLOAD) {
+    flags = NB_NET_FRAME_DATA_VALID;
+  } else {
+    uint16_t sum = nb_csum_fold(nb_csum_partial(u, total,
+                                                nb_csum_pseudo(src, dst, NB_IP_PROTO_UDP,
+                                                               (uint16_t)total)));
+    nb_wr16(u + 6, sum ? sum : 0xffff);
+  }
+  nat_ip_send(nat, NB_IP_PROTO_UDP, src, dst, total, flags);
+}
+
+/* Datagrams arriving on a host socket, on their way to the guest. */
+static void
+udp_receive(NbNat *nat, UdpFlow *f, int fd, bool from_fwd)
+{
+  for (int n = 0; n < UDP_BURST; n++) {
+    struct sockaddr_in from;
+    socklen_t fromlen = sizeof from;
+    uint8_t *payload = nat->tx + NAT_L4_OFF + NB_UDP_HLEN;
+    ssize_t r = recvfrom(fd, payload, 65535 - NB_IP_HLEN - NB_UDP_HLEN, MSG_DONTWAIT,
+                         (struct sockaddr *)&from, &fromlen);
+    if (r < 0)
+      return;
+    if (fromlen < sizeof from || from.sin_family != AF_INET)
+      continue;
+    uint32_t src;
+    uint16_t sport = ntohs(from.sin_port);
+    if (from_fwd) {
+      src = nat_translate_in(nat, ntohl(from.sin_addr.s_addr));
+      UdpKey key = { .gaddr = nat_fwd_guest_addr(nat, &f->fwd->fwd), .raddr = src,
+                     .gport = f->fwd->fwd.guest_port, .rport = sport };
+      UdpFlow *ff = g_hash_table_lookup(nat->udp->flows, &key);
+      if (!ff) {
+        if (g_hash_table_size(nat->udp->flows) >= nat->cfg->max_udp_flows) {
+          NAT_COUNT(nat, drop_table_full);
+          continue;
+        }
+        ff = g_new0(UdpFlow, 1);
+        ff->key = key;
+        ff->fd = fd;
+        ff->fwd = f->fwd;
+        ff->peer = from;
+        g_hash_table_insert(nat->udp->flows, &ff->key, ff);
+        nat->stats.udp_flows = g_hash_table_size(nat->udp->flows);
+      }
+      ff->last = nat->now;
+      nat_udp_send(nat, src, sport, key.gaddr, key.gport, (size_t)r);
+      continue;
+    }
+    f->last = nat->now;
+    if (nat_dns_is_resolver(nat, &from)) {
+      src = nat->cfg->dns;
+      sport = 53;
+    } else {
+      src = nat_translate_in(nat, ntohl(from.sin_addr.s_addr));
+    }
+    nat_udp_send(nat, src, sport, f->key.gaddr, f->key.gport, (size_t)r);
+  }
+}
+
+static void
+udp_flow_ready(NbNat *nat, void *obj, uint32_t events)
+{
+  UdpFlow *f = obj;
+  udp_receive(nat, f, f->fd, false);
+}
+
+void
+nat_udp_fwd_readable(NbNat *nat, NatFwd *fwd)
+{
+  UdpFlow tmp = { .fwd = fwd };
+  udp_receive(nat, &tmp, fwd->fd, true);
+}
+
+void
+nat_udp_fwd_removed(NbNat *nat, NatFwd *fwd)
+{
+  GHashTableIter it;
+  gpointer v;
+  g_autoptr(GPtrArray) gone = g_ptr_array_new();
+  g_hash_table_iter_init(&it, nat->udp->flows);
+  while (g_hash_table_iter_next(&it, NULL, &v))
+    if (((UdpFlow *)v)->fwd == fwd)
+      g_ptr_array_add(gone, v);
+  for (guint i = 0; i < gone->len; i++)
+    udp_flow_kill(nat, gone->pdata[i]);
+}
+
+static void
+udp_evict_one(NbNat *nat)
+{
+  GHashTableIter it;
+  gpointer v;
+  UdpFlow *oldest = NULL;
+  g_hash_table_iter_init(&it, nat->udp->flows);
+  while (g_hash_table_iter_next(&it, NULL, &v)) {
+    UdpFlow *f = v;
+    if (!oldest || f->last < oldest->last)
+      oldest = f;
+  }
+  if (oldest)
+    udp_flow_kill(nat, oldest);
+}
+
+static UdpFlow *
+udp_flow_open(NbNat *nat, uint32_t gaddr, uint16_t gport)
+{
+  if (g_hash_table_size(nat->udp->flows) >= nat->cfg->max_udp_flows) {
+    /* Full: the quietest flow goes, as a home router's NAT table does. */
+    NAT_COUNT(nat, drop_table_full);
+    udp_evict_one(nat);
+  }
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return NULL;
+  UdpFlow *f = g_new0(UdpFlow, 1);
+  f->key = (UdpKey){ .gaddr = gaddr, .gport = gport };
+  f->fd = fd;
+  if (!nat_watch_add(nat, &f->watch, fd, EPOLLIN, udp_flow_ready, f)) {
+    close(fd);
+    g_free(f);
+    return NULL;
+  }
+  g_hash_table_insert(nat->udp->flows, &f->key, f);
+  nat->stats.udp_flows = g_hash_table_size(nat->udp->flows);
+  return f;
+}
+
+void
+nat_udp_input(NbNat *nat, const NatPacket *pkt)
+{
+  if (pkt->l4_len < NB_UDP_HLEN) {
+    NAT_COUNT(nat, drop_udp);
+    return;
+  }
+  const uint8_t *u = pkt->l4;
+  uint16_t sport = nb_rd16(u), dport = nb_rd16(u + 2);
+  size_t ulen = nb_rd16(u + 4);
+  /* The UDP length may be shorter than the IP payload (padding follows),
+   * never longer. */
+  if (ulen < NB_UDP_HLEN || ulen > pkt->l4_len || sport == 0 || dport == 0) {
+    NAT_COUNT(nat, drop_udp);
+    return;
+  }
+  if (nb_rd16(u + 6) != 0 &&
+      nb_csum_fold(nb_csum_partial(u, ulen, nb_csum_pseudo(pkt->src, pkt->dst, NB_IP_PROTO_UDP,
+                                                           (uint16_t)ulen))) != 0) {
+    NAT_COUNT(nat, drop_udp);
+    return;
+  }
+  const uint8_t *data = u + NB_UDP_HLEN;
+  size_t len = ulen - NB_UDP_HLEN;
+  const NbNatConfig *c = nat->cfg;
+
+  if (dport == 67) {
+    if (pkt->dst == 0xffffffffu || pkt->dst == c->gateway || pkt->dst == (c->net | ~c->netmask))
+      nat_dhcp_input(nat, nat->guest_mac, data, len);
+    else
+      NAT_COUNT(nat, drop_policy);
+    return;
+  }
+  if (pkt->src == 0) {
+    NAT_COUNT(nat, drop_policy);
+    return;
+  }
+
+  /* A reply to a peer of a forwarded port goes out through that forward. */
+  UdpKey fkey = { .gaddr = pkt->src, .raddr = pkt->dst, .gport = sport, .rport = dport };
+  UdpFlow *f = g_hash_table_lookup(nat->udp->flows, &fkey);
+  if (f && f->fwd) {
+    f->last = nat->now;
+    sendto(f->fd, data, len, MSG_DONTWAIT, (struct sockaddr *)&f->peer, sizeof f->peer);
+    return;
+  }
+
+  struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(dport) };
+  if (pkt->dst == c->dns) {
+    if (dport != 53 || !nat_dns_resolver(nat, &to)) {
+      NAT_COUNT(nat, drop_dns);
+      nat_icmp_error(nat, pkt, 3, 3); /* port unreachable */
+      return;
+    }
+  } else {
+    uint32_t host;
+    if (!nat_translate_out(nat, pkt->dst, &host)) {
+      NAT_COUNT(nat, drop_policy);
+      if (pkt->dst == c->gateway || !c->restrict_outbound)
+        return;
+      nat_icmp_error(nat, pkt, 3, 13); /* administratively prohibited */
+      return;
+    }
+    to.sin_addr.s_addr = htonl(host);
+  }
+
+  UdpKey key = { .gaddr = pkt->src, .gport = sport };
+  f = g_hash_table_lookup(nat->udp->flows, &key);
+  if (!f) {
+    f = udp_flow_open(nat, pkt->src, sport);
+    if (!f) {
+      NAT_COUNT(nat, drop_table_full);
+      return;
+    }
+  }
+  f->last = nat->now;
+  if (sendto(f->fd, data, len, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof to) < 0 &&
+      errno == EMSGSIZE)
+    nat_icmp_error(nat, pkt, 3, 4); /* fragmentation needed */
+}

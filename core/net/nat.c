@@ -1,0 +1,712 @@
+/* The NAT engine: its context, its epoll set of host sockets, and the first
+ * steps of every frame from the guest (Ethernet and IPv4). */
+#include "net/nat-private.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <glib-unix.h>
+#include <unistd.h>
+
+#define TICK_MS 50
+
+typedef struct {
+  void *obj;
+  GDestroyNotify func;
+} NatDead;
+
+static const NbNetBackendClass nat_backend_class;
+
+/* ---- epoll set ---- */
+
+gboolean
+nat_watch_add(NbNat *nat, NatWatch *w, int fd, uint32_t events, NatWatchFunc func, void *obj)
+{
+  w->func = func;
+  w->obj = obj;
+  w->fd = fd;
+  w->events = events;
+  struct epoll_event ev = { .events = events, .data.ptr = w };
+  return epoll_ctl(nat->epfd, EPOLL_CTL_ADD, fd, &ev) == 0;
+}
+
+void
+nat_watch_modify(NbNat *nat, NatWatch *w, uint32_t events)
+{
+  if (w->fd < 0 || w->events == events)
+    return;
+  w->events = events;
+  struct epoll_event ev = { .events = events, .data.ptr = w };
+  epoll_ctl(nat->epfd, EPOLL_CTL_MOD, w->fd, &ev);
+}
+
+void
+nat_watch_remove(NbNat *nat, NatWatch *w)
+{
+  if (w->fd >= 0)
+    epoll_ctl(nat->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+  w->fd = -1;
+  w->func = NULL;
+}
+
+void
+nat_defer_free(NbNat *nat, void *obj, GDestroyNotify free_func)
+{
+  NatDead *d = g_new(NatDead, 1);
+  d->obj = obj;
+  d->func = free_func;
+  g_ptr_array_add(nat->dead, d);
+}
+
+static void
+nat_reap(NbNat *nat)
+{
+  for (guint i = 0; i < nat->dead->len; i++) {
+    NatDead *d = nat->dead->pdata[i];
+    d->func(d->obj);
+    g_free(d);
+  }
+  g_ptr_array_set_size(nat->dead, 0);
+}
+
+static gboolean
+nat_epoll_ready(int fd, GIOCondition condition, gpointer user_data)
+{
+  NbNat *nat = user_data;
+  struct epoll_event events[128];
+  nat->now = g_get_monotonic_time();
+  int n = epoll_wait(nat->epfd, events, G_N_ELEMENTS(events), 0);
+  for (int i = 0; i < n; i++) {
+    NatWatch *w = events[i].data.ptr;
+    /* A watch removed earlier in this batch has no func; its memory is
+     * still there until nat_reap(). */
+    if (w->func)
+      w->func(nat, w->obj, events[i].events);
+  }
+  nat_tcp_flush(nat);
+  nat_reap(nat);
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+nat_tick(gpointer user_data)
+{
+  NbNat *nat = user_data;
+  static const int64_t slow = 1000000;
+  nat->now = g_get_monotonic_time();
+  nat_tcp_tick(nat);
+  /* The slow tables need a look once a second only. */
+  if (nat->now - nat->last_slow_tick >= slow) {
+    nat->last_slow_tick = nat->now;
+    nat_udp_tick(nat);
+    nat_icmp_tick(nat);
+    nat_frag_tick(nat);
+  }
+  nat_tcp_flush(nat);
+  nat_reap(nat);
+  return G_SOURCE_CONTINUE;
+}
+
+/* ---- addresses ---- */
+
+bool
+nat_is_guest_addr(NbNat *nat, uint32_t addr)
+{
+  const NbNatConfig *c = nat->cfg;
+  return (addr & c->netmask) == c->net && addr != c->net && addr != (c->net | ~c->netmask) &&
+         addr != c->gateway && addr != c->dns;
+}
+
+bool
+nat_translate_out(NbNat *nat, uint32_t dst, uint32_t *host_dst)
+{
+  const NbNatConfig *c = nat->cfg;
+  if (dst == c->gateway) {
+    if (!c->host_loopback)
+      return false;
+    *host_dst = INADDR_LOOPBACK;
+    return true;
+  }
+  if (c->restrict_outbound)
+    return false;
+  /* The rest of the virtual subnet, broadcasts, multicast and the host's own
+   * loopback range are not the outside world. */
+  if ((dst & c->netmask) == c->net || dst == 0xffffffffu || (dst >> 28) == 0xe ||
+      (dst >> 28) == 0xf || (dst >> 24) == 127 || (dst >> 24) == 0)
+    return false;
+  *host_dst = dst;
+  return true;
+}
+
+uint32_t
+nat_translate_in(NbNat *nat, uint32_t host_src)
+{
+  if ((host_src >> 24) == 127)
+    return nat->cfg->gateway;
+  return host_src;
+}
+
+uint32_t
+nat_fwd_guest_addr(NbNat *nat, const NbNatHostFwd *fwd)
+{
+  if (fwd->guest_addr)
+    return fwd->guest_addr;
+  if (nat->guest_addr)
+    return nat->guest_addr;
+  return nat->cfg->dhcp_start;
+}
+
+/* ---- output ---- */
+
+void
+nat_deliver(NbNat *nat, const uint8_t *frame, size_t len, unsigned flags)
+{
+  if (nb_net_backend_deliver(&nat->backend, frame, len, flags))
+    NAT_COUNT(nat, tx_frames);
+  else
+    NAT_COUNT(nat, tx_dropped);
+}
+
+static void
+nat_eth_header(NbNat *nat, uint8_t *frame, uint16_t type, uint32_t dst)
+{
+  static const uint8_t broadcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+  bool known = nat->guest_mac_known && dst != 0xffffffffu;
+  memcpy(frame, known ? nat->guest_mac : broadcast, 6);
+  memcpy(frame + 6, nat->gw_mac, 6);
+  nb_wr16(frame + 12, type);
+}
+
+static void
+nat_ip_header(uint8_t *ip, uint8_t proto, uint32_t src, uint32_t dst, size_t total,
+              uint16_t id, uint16_t frag)
+{
+  ip[0] = 0x45;
+  ip[1] = 0;
+  nb_wr16(ip + 2, (uint16_t)total);
+  nb_wr16(ip + 4, id);
+  nb_wr16(ip + 6, frag);
+  ip[8] = 64;
+  ip[9] = proto;
+  nb_wr16(ip + 10, 0);
+  nb_wr32(ip + 12, src);
+  nb_wr32(ip + 16, dst);
+  nb_wr16(ip + 10, nb_csum(ip, NB_IP_HLEN));
+}
+
+void
+nat_ip_send(NbNat *nat, uint8_t proto, uint32_t src, uint32_t dst, size_t l4_len, unsigned flags)
+{
+  uint8_t *frame = nat->tx;
+  size_t mtu = nat->cfg->mtu;
+  if (!(nat->backend.peer_features & NB_NET_PEER_CSUM_OFFLOAD))
+    flags &= ~(unsigned)NB_NET_FRAME_DATA_VALID;
+  nat_eth_header(nat, frame, NB_ETH_TYPE_IPV4, dst);
+  if (NB_IP_HLEN + l4_len <= mtu) {
+    /* Don't-fragment, like a host stack doing path MTU discovery. */
+    nat_ip_header(frame + NB_ETH_HLEN, proto, src, dst, NB_IP_HLEN + l4_len, nat->ip_id++, 0x4000);
+    nat_deliver(nat, frame, NB_ETH_HLEN + NB_IP_HLEN + l4_len, flags);
+    return;
+  }
+  /* Too big for the guest's MTU (a large datagram from a host socket): send
+   * it in fragments of a multiple of 8 bytes. */
+  size_t piece = (mtu - NB_IP_HLEN) & ~(size_t)7;
+  g_autofree uint8_t *out = g_malloc(NB_ETH_HLEN + mtu);
+  uint16_t id = nat->ip_id++;
+  for (size_t off = 0; off < l4_len; off += piece) {
+    size_t n = MIN(piece, l4_len - off);
+    bool more = off + n < l4_len;
+    nat_eth_header(nat, out, NB_ETH_TYPE_IPV4, dst);
+    nat_ip_header(out + NB_ETH_HLEN, proto, src, dst, NB_IP_HLEN + n, id,
+                  (uint16_t)((more ? 0x2000 : 0) | (off / 8)));
+    memcpy(out + NAT_L4_OFF, frame + NAT_L4_OFF + off, n);
+    nat_deliver(nat, out, NB_ETH_HLEN + NB_IP_HLEN + n, flags);
+  }
+}
+
+void
+nat_icmp_error(NbNat *nat, const NatPacket *pkt, uint8_t type, uint8_t code)
+{
+  /* The guest's header and the first 8 bytes of what followed (RFC 792). */
+  size_t quote = MIN(pkt->ip_hlen + pkt->l4_len, pkt->ip_hlen + 8);
+  uint8_t *icmp = nat->tx + NAT_L4_OFF;
+  icmp[0] = type;
+  icmp[1] = code;
+  nb_wr16(icmp + 2, 0);
+  nb_wr32(icmp + 4, 0);
+  memcpy(icmp + 8, pkt->ip, quote);
+  nb_wr16(icmp + 2, nb_csum(icmp, 8 + quote));
+  uint32_t src = pkt->dst;
+  if (!nat_is_guest_addr(nat, pkt->src))
+    return;
+  nat_ip_send(nat, NB_IP_PROTO_ICMP, src, pkt->src, 8 + quote, 0);
+}
+
+/* ---- input ---- */
+
+/* IP options: every option must fit in the header; source routes are not
+ * honoured by a NAT and are refused. */
+static bool
+nat_ip_options_ok(const uint8_t *opt, size_t len)
+{
+  size_t i = 0;
+  while (i < len) {
+    uint8_t type = opt[i];
+    if (type == 0)
+      return true;
+    if (type == 1) {
+      i++;
+      continue;
+    }
+    if (i + 1 >= len)
+      return false;
+    uint8_t olen = opt[i + 1];
+    if (olen < 2 || olen > len - i)
+      return false;
+    if (type == 131 || type == 137) /* loose and strict source route */
+      return false;
+    i += olen;
+  }
+  return true;
+}
+
+static void
+nat_ip_input(NbNat *nat, const uint8_t *ip, size_t len)
+{
+  if (len < NB_IP_HLEN || (ip[0] >> 4) != 4) {
+    NAT_COUNT(nat, drop_ip);
+    return;
+  }
+  size_t hlen = (size_t)(ip[0] & 0xf) * 4;
+  size_t total = nb_rd16(ip + 2);
+  /* Ethernet pads short frames: the IP total length is the truth, but it
+   * must not claim more than the frame holds. */
+  if (hlen < NB_IP_HLEN || hlen > len || total < hlen || total > len ||
+      nb_csum(ip, hlen) != 0 || !nat_ip_options_ok(ip + NB_IP_HLEN, hlen - NB_IP_HLEN)) {
+    NAT_COUNT(nat, drop_ip);
+    return;
+  }
+  uint32_t src = nb_rd32(ip + 12);
+  uint32_t dst = nb_rd32(ip + 16);
+  if (src != 0 && !nat_is_guest_addr(nat, src)) {
+    NAT_COUNT(nat, drop_ip);
+    return;
+  }
+
+  g_autofree uint8_t *whole = NULL;
+  uint16_t frag = nb_rd16(ip + 6);
+  if (frag & 0x3fff) {
+    size_t whole_len;
+    whole = nat_frag_input(nat, ip, hlen, total, &whole_len);
+    if (!whole)
+      return;
+    ip = whole;
+    total = whole_len;
+  }
+
+  if (src != 0)
+    nat->guest_addr = src;
+  NatPacket pkt = {
+    .l4 = ip + hlen, .l4_len = total - hlen, .src = src, .dst = dst, .proto = ip[9],
+    .ttl = ip[8], .ip = ip, .ip_hlen = hlen,
+  };
+  switch (pkt.proto) {
+  case NB_IP_PROTO_TCP:
+    nat_tcp_input(nat, &pkt);
+    break;
+  case NB_IP_PROTO_UDP:
+    nat_udp_input(nat, &pkt);
+    break;
+  case NB_IP_PROTO_ICMP:
+    nat_icmp_input(nat, &pkt);
+    break;
+  default:
+    NAT_COUNT(nat, drop_policy);
+    nat_icmp_error(nat, &pkt, 3, 2); /* protocol unreachable */
+    break;
+  }
+}
+
+static void
+nat_send(NbNetBackend *backend, const uint8_t *frame, size_t len)
+{
+  NbNat *nat = nat_from_backend(backend);
+  nat->now = g_get_monotonic_time();
+  NAT_COUNT(nat, rx_frames);
+  if (len < NB_ETH_HLEN || len > NB_ETH_HLEN + 65535) {
+    NAT_COUNT(nat, drop_eth);
+    return;
+  }
+  const uint8_t *dst = frame;
+  const uint8_t *src = frame + 6;
+  bool broadcast = (dst[0] & dst[1] & dst[2] & dst[3] & dst[4] & dst[5]) == 0xff;
+  if (src[0] & 1) {
+    NAT_COUNT(nat, drop_eth); /* a multicast source address is a forgery */
+    return;
+  }
+  if (!broadcast && memcmp(dst, nat->gw_mac, 6) != 0)
+    return; /* multicast or another host's: not ours, not an error */
+  uint16_t type = nb_rd16(frame + 12);
+  if (type == NB_ETH_TYPE_ARP) {
+    nat_arp_input(nat, frame, len);
+  } else if (type == NB_ETH_TYPE_IPV4) {
+    memcpy(nat->guest_mac, src, 6);
+    nat->guest_mac_known = true;
+    nat_ip_input(nat, frame + NB_ETH_HLEN, len - NB_ETH_HLEN);
+  }
+  /* Anything else (IPv6, VLANs, LLDP) is not handled by this engine. */
+}
+
+static void
+nat_flush(NbNetBackend *backend)
+{
+  NbNat *nat = nat_from_backend(backend);
+  nat_tcp_flush(nat);
+  nat_reap(nat);
+}
+
+/* ---- port forwards ---- */
+
+static void
+nat_fwd_ready(NbNat *nat, void *obj, uint32_t events)
+{
+  NatFwd *fwd = obj;
+  if (fwd->fwd.proto == NB_NAT_PROTO_TCP)
+    nat_tcp_fwd_accept(nat, fwd);
+  else
+    nat_udp_fwd_readable(nat, fwd);
+}
+
+static NatFwd *
+nat_fwd_find(NbNat *nat, NbNatProto proto, uint32_t host_addr, uint16_t host_port)
+{
+  for (guint i = 0; i < nat->fwds->len; i++) {
+    NatFwd *f = nat->fwds->pdata[i];
+    if (f->fwd.proto == proto && f->fwd.host_addr == host_addr &&
+        (f->fwd.host_port == host_port || (host_port && f->bound_port == host_port)))
+      return f;
+  }
+  return NULL;
+}
+
+static void
+nat_fwd_free(gpointer p)
+{
+  NatFwd *f = p;
+  if (f->fd >= 0)
+    close(f->fd);
+  g_free(f);
+}
+
+static gboolean
+nat_fwd_add(NbNat *nat, const NbNatHostFwd *fwd, GError **error)
+{
+  char addr[INET_ADDRSTRLEN];
+  struct in_addr ia = { .s_addr = htonl(fwd->host_addr) };
+  inet_ntop(AF_INET, &ia, addr, sizeof addr);
+  const char *proto = fwd->proto == NB_NAT_PROTO_TCP ? "tcp" : "udp";
+  if (fwd->host_port && nat_fwd_find(nat, fwd->proto, fwd->host_addr, fwd->host_port)) {
+    g_set_error(error, NB_NAT_ERROR, NB_NAT_ERROR_EXISTS,
+                "a %s port forward from %s:%u already exists: remove it first", proto, addr,
+                fwd->host_port);
+    return FALSE;
+  }
+  int type = fwd->proto == NB_NAT_PROTO_TCP ? SOCK_STREAM : SOCK_DGRAM;
+  int fd = socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    goto fail;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(fwd->host_port),
+                            .sin_addr = ia };
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+      (type == SOCK_STREAM && listen(fd, 128) < 0))
+    goto fail;
+  socklen_t salen = sizeof sa;
+  getsockname(fd, (struct sockaddr *)&sa, &salen);
+  NatFwd *f = g_new0(NatFwd, 1);
+  f->fwd = *fwd;
+  f->fd = fd;
+  f->bound_port = ntohs(sa.sin_port);
+  if (!nat_watch_add(nat, &f->watch, fd, EPOLLIN, nat_fwd_ready, f)) {
+    g_free(f);
+    goto fail;
+  }
+  g_ptr_array_add(nat->fwds, f);
+  return TRUE;
+
+fail:;
+  int err = errno;
+  if (fd >= 0)
+    close(fd);
+  g_set_error(error, NB_NAT_ERROR, NB_NAT_ERROR_SOCKET,
+              "cannot forward %s port %s:%u: %s — pick another host port or address", proto,
+              addr, fwd->host_port, g_strerror(err));
+  return FALSE;
+}
+
+static gboolean
+nat_fwd_remove(NbNat *nat, NbNatProto proto, uint32_t host_addr, uint16_t host_port,
+               GError **error)
+{
+  NatFwd *f = nat_fwd_find(nat, proto, host_addr, host_port);
+  if (!f) {
+    g_set_error(error, NB_NAT_ERROR, NB_NAT_ERROR_NOT_FOUND,
+                "there is no %s port forward from host port %u",
+                proto == NB_NAT_PROTO_TCP ? "tcp" : "udp", host_port);
+    return FALSE;
+  }
+  nat_watch_remove(nat, &f->watch);
+  if (proto == NB_NAT_PROTO_UDP)
+    nat_udp_fwd_removed(nat, f);
+  g_ptr_array_remove_fast(nat->fwds, f);
+  /* Connections already accepted go on: they have sockets of their own. */
+  nat_defer_free(nat, f, nat_fwd_free);
+  return TRUE;
+}
+
+/* Runs func on the engine's thread and waits for it. */
+typedef struct {
+  NbNat *nat;
+  gboolean (*func)(NbNat *nat, gpointer data, GError **error);
+  gpointer data;
+  GError *error;
+  gboolean result;
+  gboolean done;
+  GMutex lock;
+  GCond cond;
+} NatCall;
+
+static gboolean
+nat_call_run(gpointer p)
+{
+  NatCall *call = p;
+  call->nat->now = g_get_monotonic_time();
+  call->result = call->func(call->nat, call->data, &call->error);
+  nat_reap(call->nat);
+  g_mutex_lock(&call->lock);
+  call->done = TRUE;
+  g_cond_signal(&call->cond);
+  g_mutex_unlock(&call->lock);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+nat_call(NbNat *nat, gboolean (*func)(NbNat *, gpointer, GError **), gpointer data,
+         GError **error)
+{
+  if (!nat->thread || g_thread_self() == nat->thread) {
+    nat->now = g_get_monotonic_time();
+    gboolean ok = func(nat, data, error);
+    if (!nat->thread)
+      nat_reap(nat);
+    return ok;
+  }
+  NatCall call = { .nat = nat, .func = func, .data = data };
+  g_mutex_init(&call.lock);
+  g_cond_init(&call.cond);
+  g_main_context_invoke(nat->context, nat_call_run, &call);
+  g_mutex_lock(&call.lock);
+  while (!call.done)
+    g_cond_wait(&call.cond, &call.lock);
+  g_mutex_unlock(&call.lock);
+  g_mutex_clear(&call.lock);
+  g_cond_clear(&call.cond);
+  if (call.error)
+    g_propagate_error(error, call.error);
+  return call.result;
+}
+
+static gboolean
+call_add(NbNat *nat, gpointer data, GError **error)
+{
+  return nat_fwd_add(nat, data, error);
+}
+
+gboolean
+nb_nat_add_hostfwd(NbNat *nat, const NbNatHostFwd *fwd, GError **error)
+{
+  NbNatHostFwd copy = *fwd;
+  return nat_call(nat, call_add, &copy, error);
+}
+
+typedef struct {
+  NbNatProto proto;
+  uint32_t addr;
+  uint16_t port;
+  uint16_t bound;
+} NatRemoveArgs;
+
+static gboolean
+call_remove(NbNat *nat, gpointer data, GError **error)
+{
+  NatRemoveArgs *a = data;
+  return nat_fwd_remove(nat, a->proto, a->addr, a->port, error);
+}
+
+gboolean
+nb_nat_remove_hostfwd(NbNat *nat, NbNatProto proto, uint32_t host_addr, uint16_t host_port,
+                      GError **error)
+{
+  NatRemoveArgs a = { proto, host_addr, host_port, 0 };
+  return nat_call(nat, call_remove, &a, error);
+}
+
+static gboolean
+call_bound(NbNat *nat, gpointer data, GError **error)
+{
+  NatRemoveArgs *a = data;
+  NatFwd *f = nat_fwd_find(nat, a->proto, a->addr, a->port);
+  a->bound = f ? f->bound_port : 0;
+  return TRUE;
+}
+
+uint16_t
+nb_nat_hostfwd_bound_port(NbNat *nat, NbNatProto proto, uint32_t host_addr, uint16_t host_port)
+{
+  NatRemoveArgs a = { proto, host_addr, host_port, 0 };
+  nat_call(nat, call_bound, &a, NULL);
+  return a.bound;
+}
+
+static gboolean
+call_stats(NbNat *nat, gpointer data, GError **error)
+{
+  NbNatStats *out = data;
+  *out = nat->stats;
+  out->tcp_flows = nat_tcp_flow_count(nat);
+  out->leases = nat_dhcp_lease_count(nat);
+  return TRUE;
+}
+
+void
+nb_nat_get_stats(NbNat *nat, NbNatStats *out)
+{
+  nat_call(nat, call_stats, out, NULL);
+}
+
+/* ---- life cycle ---- */
+
+NbNat *
+nb_nat_new(const NbNatConfig *config, GError **error)
+{
+  if (!nb_nat_config_check(config, error))
+    return NULL;
+  NbNat *nat = g_new0(NbNat, 1);
+  nat->cfg = nb_nat_config_copy(config);
+  nat->context = g_main_context_new();
+  nb_net_backend_init(&nat->backend, &nat_backend_class, nat->context);
+  nat->epfd = epoll_create1(EPOLL_CLOEXEC);
+  nat->dead = g_ptr_array_new();
+  nat->fwds = g_ptr_array_new();
+  nat->tx = g_malloc0(NAT_TX_SIZE);
+  nat->now = g_get_monotonic_time();
+  nat->ip_id = (uint16_t)g_random_int();
+  /* A locally administered address that shows the gateway's IPv4 address,
+   * easy to spot in a capture. */
+  nat->gw_mac[0] = 0x52;
+  nat->gw_mac[1] = 0x55;
+  nb_wr32(nat->gw_mac + 2, config->gateway);
+
+  nat->frag = nat_frag_new();
+  nat->dhcp = nat_dhcp_new(nat);
+  nat->dns = nat_dns_new(nat);
+  nat->tcp = nat_tcp_new(nat);
+  nat->udp = nat_udp_new(nat);
+  nat->icmp = nat_icmp_new(nat);
+
+  nat->epoll_source = g_unix_fd_source_new(nat->epfd, G_IO_IN);
+  g_source_set_callback(nat->epoll_source, (GSourceFunc)(void (*)(void))nat_epoll_ready, nat,
+                        NULL);
+  g_source_attach(nat->epoll_source, nat->context);
+  nat->tick_source = g_timeout_source_new(TICK_MS);
+  g_source_set_callback(nat->tick_source, nat_tick, nat, NULL);
+  g_source_attach(nat->tick_source, nat->context);
+
+  for (guint i = 0; i < config->hostfwds->len; i++) {
+    if (!nat_fwd_add(nat, &g_array_index(config->hostfwds, NbNatHostFwd, i), error)) {
+      nb_nat_free(nat);
+      return NULL;
+    }
+  }
+  if (nat->epfd < 0) {
+    g_set_error(error, NB_NAT_ERROR, NB_NAT_ERROR_SOCKET, "cannot create the NAT engine's epoll set: %s",
+                g_strerror(errno));
+    nb_nat_free(nat);
+    return NULL;
+  }
+  return nat;
+}
+
+NbNetBackend *
+nb_nat_get_backend(NbNat *nat)
+{
+  return &nat->backend;
+}
+
+static gpointer
+nat_thread_main(gpointer p)
+{
+  NbNat *nat = p;
+  g_main_context_push_thread_default(nat->context);
+  g_main_loop_run(nat->loop);
+  g_main_context_pop_thread_default(nat->context);
+  return NULL;
+}
+
+gboolean
+nb_nat_start(NbNat *nat, GError **error)
+{
+  if (nat->thread)
+    return TRUE;
+  nat->loop = g_main_loop_new(nat->context, FALSE);
+  nat->thread = g_thread_try_new("nb-nat", nat_thread_main, nat, error);
+  return nat->thread != NULL;
+}
+
+static void
+nat_destroy(NbNetBackend *backend)
+{
+  NbNat *nat = nat_from_backend(backend);
+  if (nat->thread) {
+    g_main_loop_quit(nat->loop);
+    g_thread_join(nat->thread);
+    nat->thread = NULL;
+  }
+  g_clear_pointer(&nat->loop, g_main_loop_unref);
+  nat_reap(nat);
+  for (guint i = 0; i < nat->fwds->len; i++)
+    nat_fwd_free(nat->fwds->pdata[i]);
+  g_ptr_array_unref(nat->fwds);
+  nat_tcp_free(nat, nat->tcp);
+  nat_udp_free(nat, nat->udp);
+  nat_icmp_free(nat, nat->icmp);
+  nat_reap(nat);
+  nat_dns_free(nat->dns);
+  nat_dhcp_free(nat->dhcp);
+  nat_frag_free(nat->frag);
+  g_ptr_array_unref(nat->dead);
+  g_source_destroy(nat->epoll_source);
+  g_source_unref(nat->epoll_source);
+  g_source_destroy(nat->tick_source);
+  g_source_unref(nat->tick_source);
+  if (nat->epfd >= 0)
+    close(nat->epfd);
+  g_main_context_unref(nat->context);
+  nb_nat_config_free(nat->cfg);
+  g_free(nat->tx);
+  g_free(nat);
+}
+
+void
+nb_nat_free(NbNat *nat)
+{
+  if (nat)
+    nb_net_backend_free(&nat->backend);
+}
+
+static const NbNetBackendClass nat_backend_class = {
+  .name = "nat",
+  .send = nat_send,
+  .flush = nat_flush,
+  .destroy = nat_destroy,
+};
