@@ -32,6 +32,8 @@ struct NbBlock {
   bool read_only;
   uint64_t size;
   int depth;          /* 0 for the image opened, n for the n-th backing file */
+  const NbBlock *child;  /* the overlay this is the backing file of, or NULL */
+  uint64_t dev, ino;  /* identity of the file, to find loops in backing chains */
   void *opaque;       /* the backend's state */
 };
 
@@ -55,6 +57,14 @@ bool nb_block_fdatasync(int fd, const char *path, GError **error);
 void nb_iov_to_buf(const struct iovec *iov, int iovcnt, size_t skip, void *buf, size_t len);
 void nb_iov_from_buf(const struct iovec *iov, int iovcnt, size_t skip, const void *buf, size_t len);
 size_t nb_iov_size(const struct iovec *iov, int iovcnt);
+/* A new vector (g_free it) for bytes [skip, skip+len) of iov. */
+struct iovec *nb_iov_slice(const struct iovec *iov, int iovcnt, size_t skip, size_t len,
+                           int *out_cnt);
+void nb_iov_memset(const struct iovec *iov, int iovcnt, size_t skip, int c, size_t len);
+/* preadv/pwritev of a whole vector at offset, continuing after short
+ * transfers; reads past the end of the file give zeroes. */
+bool nb_block_fd_rw(int fd, const char *path, const struct iovec *iov, int iovcnt,
+                    uint64_t offset, bool write, GError **error);
 
 /* Backends' open functions: they fill block->driver, opaque and size. */
 bool nb_raw_open(NbBlock *block, GError **error);
@@ -62,6 +72,8 @@ bool nb_qcow2_open(NbBlock *block, GError **error);
 bool nb_vdi_open(NbBlock *block, GError **error);
 bool nb_vmdk_open(NbBlock *block, GError **error);
 
-/* Opens a backing file of a depth-deep image; used by qcow2. */
-NbBlock *nb_block_open_backing(const char *path, NbBlockFormat format, int depth,
+/* Opens the backing file of child read-only with a shared lock. Refuses a
+ * chain that loops back to an image in it or is deeper than
+ * NB_BLOCK_MAX_BACKING_DEPTH. */
+NbBlock *nb_block_open_backing(const NbBlock *child, const char *path, NbBlockFormat format,
                                GError **error);

@@ -62,11 +62,27 @@ probe(int fd)
 
 static NbBlock *
 open_internal(const char *path, NbBlockFormat format, bool read_only, bool no_lock,
-              int depth, GError **error)
+              const NbBlock *child, GError **error)
 {
   int fd = nb_block_open_file(path, read_only, no_lock, error);
   if (fd < 0)
     return NULL;
+  struct stat st;
+  if (fstat(fd, &st) < 0) {
+    close(fd);
+    g_set_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_FAILED, "%s: %s", path,
+                g_strerror(errno));
+    return NULL;
+  }
+  for (const NbBlock *c = child; c != NULL; c = c->child) {
+    if (c->dev == (uint64_t)st.st_dev && c->ino == (uint64_t)st.st_ino) {
+      close(fd);
+      g_set_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_CORRUPT,
+                  "%s: its backing chain loops back to %s: fix the backing file "
+                  "name with qemu-img rebase -u", child->path, path);
+      return NULL;
+    }
+  }
   if (format == NB_BLOCK_FORMAT_AUTO)
     format = probe(fd);
   if (!read_only && (format == NB_BLOCK_FORMAT_VDI || format == NB_BLOCK_FORMAT_VMDK)) {
@@ -83,7 +99,10 @@ open_internal(const char *path, NbBlockFormat format, bool read_only, bool no_lo
   block->fd = fd;
   block->read_only = read_only;
   block->format = format;
-  block->depth = depth;
+  block->depth = child ? child->depth + 1 : 0;
+  block->child = child;
+  block->dev = (uint64_t)st.st_dev;
+  block->ino = (uint64_t)st.st_ino;
   bool ok = false;
   switch (format) {
   case NB_BLOCK_FORMAT_RAW: ok = nb_raw_open(block, error); break;
@@ -107,22 +126,24 @@ nb_block_open(const char *path, const NbBlockOpenOptions *options, GError **erro
   NbBlockOpenOptions defaults = { .format = NB_BLOCK_FORMAT_AUTO };
   if (options == NULL)
     options = &defaults;
-  return open_internal(path, options->format, options->read_only, options->no_lock, 0,
+  return open_internal(path, options->format, options->read_only, options->no_lock, NULL,
                        error);
 }
 
 NbBlock *
-nb_block_open_backing(const char *path, NbBlockFormat format, int depth, GError **error)
+nb_block_open_backing(const NbBlock *child, const char *path, NbBlockFormat format,
+                      GError **error)
 {
-  if (depth > NB_BLOCK_MAX_BACKING_DEPTH) {
+  if (child->depth + 1 > NB_BLOCK_MAX_BACKING_DEPTH) {
     g_set_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_CORRUPT,
-                "%s: backing chain is deeper than %d images (a loop?): refusing to follow it",
-                path, NB_BLOCK_MAX_BACKING_DEPTH);
+                "%s: its backing chain is deeper than %d images: refusing to follow it "
+                "(flatten the chain with “nestboxctl disk convert”)",
+                child->path, NB_BLOCK_MAX_BACKING_DEPTH);
     return NULL;
   }
   /* Backing files are shared by overlays: read-only with a shared lock, so a
    * writer on the base is refused while an overlay is in use. */
-  return open_internal(path, format, true, false, depth, error);
+  return open_internal(path, format, true, false, child, error);
 }
 
 void

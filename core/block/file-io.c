@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <sys/uio.h>
+#include <limits.h>
 
 bool
 nb_block_lock(int fd, const char *path, bool exclusive, GError **error)
@@ -161,6 +163,99 @@ nb_iov_from_buf(const struct iovec *iov, int iovcnt, size_t skip, const void *bu
     size_t n = MIN(iov[i].iov_len - skip, len);
     memcpy((uint8_t *)iov[i].iov_base + skip, in, n);
     in += n;
+    len -= n;
+    skip = 0;
+  }
+}
+
+bool
+nb_block_fd_rw(int fd, const char *path, const struct iovec *iov, int iovcnt,
+               uint64_t offset, bool write, GError **error)
+{
+  /* preadv/pwritev may stop short; continue from where they stopped with a
+   * local copy of the vector so the caller's stays untouched. */
+  struct iovec local[64];
+  g_autofree struct iovec *heap = NULL;
+  struct iovec *v = local;
+  if (iovcnt > (int)G_N_ELEMENTS(local))
+    v = heap = g_new(struct iovec, iovcnt);
+  memcpy(v, iov, sizeof *v * (size_t)iovcnt);
+  int cnt = iovcnt;
+  while (cnt > 0) {
+    if (v[0].iov_len == 0) {
+      v++;
+      cnt--;
+      continue;
+    }
+    ssize_t n = write ? pwritev(fd, v, MIN(cnt, IOV_MAX), (off_t)offset)
+                      : preadv(fd, v, MIN(cnt, IOV_MAX), (off_t)offset);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      g_set_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_FAILED,
+                  "%s: %s at %" G_GUINT64_FORMAT " failed: %s%s", path,
+                  write ? "write" : "read", offset, g_strerror(errno),
+                  errno == ENOSPC ? " (free some space on the host)" : "");
+      return false;
+    }
+    if (n == 0) {
+      if (write) {
+        g_set_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_FAILED,
+                    "%s: write at %" G_GUINT64_FORMAT " made no progress", path, offset);
+        return false;
+      }
+      /* The file shrank under us: what is gone reads as zeroes. */
+      for (int i = 0; i < cnt; i++)
+        memset(v[i].iov_base, 0, v[i].iov_len);
+      return true;
+    }
+    offset += (uint64_t)n;
+    size_t done = (size_t)n;
+    while (cnt > 0 && done >= v[0].iov_len) {
+      done -= v[0].iov_len;
+      v++;
+      cnt--;
+    }
+    if (cnt > 0 && done > 0) {
+      v[0].iov_base = (uint8_t *)v[0].iov_base + done;
+      v[0].iov_len -= done;
+    }
+  }
+  return true;
+}
+
+
+struct iovec *
+nb_iov_slice(const struct iovec *iov, int iovcnt, size_t skip, size_t len, int *out_cnt)
+{
+  struct iovec *out = g_new(struct iovec, MAX(iovcnt, 1));
+  int n = 0;
+  for (int i = 0; i < iovcnt && len > 0; i++) {
+    if (skip >= iov[i].iov_len) {
+      skip -= iov[i].iov_len;
+      continue;
+    }
+    size_t take = MIN(iov[i].iov_len - skip, len);
+    out[n].iov_base = (uint8_t *)iov[i].iov_base + skip;
+    out[n].iov_len = take;
+    n++;
+    len -= take;
+    skip = 0;
+  }
+  *out_cnt = n;
+  return out;
+}
+
+void
+nb_iov_memset(const struct iovec *iov, int iovcnt, size_t skip, int c, size_t len)
+{
+  for (int i = 0; i < iovcnt && len > 0; i++) {
+    if (skip >= iov[i].iov_len) {
+      skip -= iov[i].iov_len;
+      continue;
+    }
+    size_t n = MIN(iov[i].iov_len - skip, len);
+    memset((uint8_t *)iov[i].iov_base + skip, c, n);
     len -= n;
     skip = 0;
   }

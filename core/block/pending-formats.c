@@ -10,6 +10,5 @@ not_yet(NbBlock *block, GError **error)
   return false;
 }
 
-bool nb_qcow2_open(NbBlock *block, GError **error) { return not_yet(block, error); }
 bool nb_vdi_open(NbBlock *block, GError **error) { return not_yet(block, error); }
 bool nb_vmdk_open(NbBlock *block, GError **error) { return not_yet(block, error); }

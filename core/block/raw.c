@@ -11,73 +11,17 @@
 #include <unistd.h>
 
 static bool
-raw_rw(NbBlock *block, const struct iovec *iov, int iovcnt, uint64_t offset, bool write,
-       GError **error)
-{
-  /* preadv/pwritev may stop short; continue from where they stopped with a
-   * local copy of the vector so the caller's stays untouched. */
-  struct iovec local[64];
-  g_autofree struct iovec *heap = NULL;
-  struct iovec *v = local;
-  if (iovcnt > (int)G_N_ELEMENTS(local))
-    v = heap = g_new(struct iovec, iovcnt);
-  memcpy(v, iov, sizeof *v * (size_t)iovcnt);
-  int cnt = iovcnt;
-  while (cnt > 0) {
-    if (v[0].iov_len == 0) {
-      v++;
-      cnt--;
-      continue;
-    }
-    ssize_t n = write ? pwritev(block->fd, v, MIN(cnt, IOV_MAX), (off_t)offset)
-                      : preadv(block->fd, v, MIN(cnt, IOV_MAX), (off_t)offset);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      g_set_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_FAILED,
-                  "%s: %s at %" G_GUINT64_FORMAT " failed: %s%s", block->path,
-                  write ? "write" : "read", offset, g_strerror(errno),
-                  errno == ENOSPC ? " (free some space on the host)" : "");
-      return false;
-    }
-    if (n == 0) {
-      if (write) {
-        g_set_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_FAILED,
-                    "%s: write at %" G_GUINT64_FORMAT " made no progress", block->path, offset);
-        return false;
-      }
-      /* The file shrank under us: what is gone reads as zeroes. */
-      for (int i = 0; i < cnt; i++)
-        memset(v[i].iov_base, 0, v[i].iov_len);
-      return true;
-    }
-    offset += (uint64_t)n;
-    size_t done = (size_t)n;
-    while (cnt > 0 && done >= v[0].iov_len) {
-      done -= v[0].iov_len;
-      v++;
-      cnt--;
-    }
-    if (cnt > 0 && done > 0) {
-      v[0].iov_base = (uint8_t *)v[0].iov_base + done;
-      v[0].iov_len -= done;
-    }
-  }
-  return true;
-}
-
-static bool
 raw_preadv(NbBlock *block, const struct iovec *iov, int iovcnt, uint64_t offset,
            GError **error)
 {
-  return raw_rw(block, iov, iovcnt, offset, false, error);
+  return nb_block_fd_rw(block->fd, block->path, iov, iovcnt, offset, false, error);
 }
 
 static bool
 raw_pwritev(NbBlock *block, const struct iovec *iov, int iovcnt, uint64_t offset,
             GError **error)
 {
-  return raw_rw(block, iov, iovcnt, offset, true, error);
+  return nb_block_fd_rw(block->fd, block->path, iov, iovcnt, offset, true, error);
 }
 
 static bool
