@@ -59,7 +59,8 @@ bt_run(char **out, const char *format, ...)
 static inline void
 bt_require_qemu_img(void)
 {
-  if (g_find_program_in_path("qemu-img") == NULL) {
+  g_autofree char *found = g_find_program_in_path("qemu-img");
+  if (found == NULL) {
     g_print("qemu-img is missing: install qemu-utils\n");
     exit(77);
   }
