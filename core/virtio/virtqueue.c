@@ -261,6 +261,7 @@ nb_virtqueue_push(NbVirtqueue *vq, uint16_t head, uint32_t len)
   uint32_t entry[2] = { GUINT32_TO_LE(head), GUINT32_TO_LE(len) };
   memcpy(&vq->used_ring[2 * slot], entry, sizeof entry);
   vq->used_idx++;
+  vq->pushed = true;
   store16(&vq->used_hdr[1], vq->used_idx);   /* release: the entry is visible first */
 }
 
@@ -273,8 +274,9 @@ avail_event_ptr(NbVirtqueue *vq)
 bool
 nb_virtqueue_should_notify(NbVirtqueue *vq)
 {
-  if (!vq->ready)
-    return false;
+  if (!vq->ready || !vq->pushed)
+    return false;   /* nothing new for the driver */
+  vq->pushed = false;
   /* Our used->idx store must be visible before we read what the driver
    * asked for, or both sides could decide the other one will act. */
   full_barrier();

@@ -68,6 +68,7 @@ typedef struct {
   uint16_t used_idx;    /* our copy of used->idx */
   uint16_t signalled_used;      /* used_idx when we last decided about an interrupt */
   bool signalled_used_valid;
+  bool pushed;          /* something was pushed since should_notify last ran */
 } NbVirtqueue;
 
 /* One request: a chain split into the parts the device reads (out) and the
@@ -108,7 +109,7 @@ void nb_virtqueue_unpop(NbVirtqueue *vq);
 void nb_virtqueue_push(NbVirtqueue *vq, uint16_t head, uint32_t len);
 
 /* Whether the driver wants an interrupt for what was pushed since the last
- * call (VIRTQ_AVAIL_F_NO_INTERRUPT or used_event). */
+ * call (VIRTQ_AVAIL_F_NO_INTERRUPT or used_event); false when nothing was. */
 bool nb_virtqueue_should_notify(NbVirtqueue *vq);
 
 /* Asks the driver not to notify while we are draining the queue. */
