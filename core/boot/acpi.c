@@ -520,7 +520,7 @@ nb_acpi_config_init(NbAcpiConfig *cfg, unsigned n_cpus, uint64_t mmio64_base,
 }
 
 bool
-nb_acpi_write(NbGuestMemory *mem, const NbAcpiConfig *cfg, uint64_t *rsdp_addr, GError **error)
+nb_acpi_install(NbGuestMemory *mem, const NbAcpiConfig *cfg, uint64_t *rsdp_addr, GError **error)
 {
   uint64_t rsdp;
   g_autoptr(GBytes) tables = nb_acpi_build(cfg, NB_BOOT_ACPI_ADDR, &rsdp, error);

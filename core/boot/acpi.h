@@ -57,7 +57,7 @@ GBytes *nb_acpi_build(const NbAcpiConfig *cfg, uint64_t base, uint64_t *rsdp_add
 
 /* Builds the tables at NB_BOOT_ACPI_ADDR and writes them there, for direct
  * boot; *rsdp_addr is what NbLinuxBootConfig.rsdp_addr wants. */
-bool nb_acpi_write(NbGuestMemory *mem, const NbAcpiConfig *cfg, uint64_t *rsdp_addr,
+bool nb_acpi_install(NbGuestMemory *mem, const NbAcpiConfig *cfg, uint64_t *rsdp_addr,
                    GError **error);
 
 /* The 8-bit sum that makes a table's bytes add up to zero. */

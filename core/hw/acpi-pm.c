@@ -21,7 +21,8 @@ struct NbAcpiPm {
   GMutex lock;
   NbInterrupts *irqs;
   unsigned sci_gsi;
-  const NbAcpiPmOps *ops;
+  NbAcpiPmCallback poweroff;
+  NbAcpiPmCallback reset;
   void *ctx;
 
   uint16_t pm1_sts;        /* without TMR_STS, which is worked out on read */
@@ -34,7 +35,6 @@ struct NbAcpiPm {
   bool sci_level;
 
   NbIoBus *pio;
-  uint16_t base;
 };
 
 typedef enum { ACTION_NONE, ACTION_POWEROFF, ACTION_RESET } Action;
@@ -104,13 +104,17 @@ reset_locked(NbAcpiPm *pm)
 }
 
 NbAcpiPm *
-nb_acpi_pm_new(NbInterrupts *irqs, unsigned sci_gsi, const NbAcpiPmOps *ops, void *ctx)
+nb_acpi_pm_new(NbInterrupts *irqs, NbAcpiPmCallback poweroff, NbAcpiPmCallback reset,
+               void *ctx)
 {
   NbAcpiPm *pm = g_new0(NbAcpiPm, 1);
   g_mutex_init(&pm->lock);
   pm->irqs = irqs;
-  pm->sci_gsi = sci_gsi;
-  pm->ops = ops;
+  /* The ISA IRQ and the IOAPIC input are the same number: the MADT's
+   * override maps IRQ 9 to GSI 9. */
+  pm->sci_gsi = NB_ACPI_SCI_IRQ;
+  pm->poweroff = poweroff;
+  pm->reset = reset;
   pm->ctx = ctx;
   pm->timer_origin = now_ns();
   /* Make sure the line starts low whatever it was before. */
@@ -237,10 +241,10 @@ pm_write(void *opaque, uint64_t offset, uint64_t value, unsigned size)
   g_mutex_unlock(&pm->lock);
 
   /* Outside the lock: the machine may stop vCPUs or reset this device. */
-  if (action == ACTION_POWEROFF && pm->ops && pm->ops->poweroff)
-    pm->ops->poweroff(pm->ctx);
-  else if (action == ACTION_RESET && pm->ops && pm->ops->reset)
-    pm->ops->reset(pm->ctx);
+  if (action == ACTION_POWEROFF && pm->poweroff)
+    pm->poweroff(pm->ctx);
+  else if (action == ACTION_RESET && pm->reset)
+    pm->reset(pm->ctx);
 }
 
 static const NbIoOps pm_io_ops = {
@@ -255,13 +259,12 @@ nb_acpi_pm_io_ops(void)
 }
 
 bool
-nb_acpi_pm_register(NbAcpiPm *pm, NbIoBus *pio, uint16_t base, GError **error)
+nb_acpi_pm_register(NbAcpiPm *pm, NbIoBus *pio, GError **error)
 {
   g_return_val_if_fail(pm->pio == NULL, false);
-  if (!nb_io_bus_register(pio, base, NB_ACPI_PM_SIZE, &pm_io_ops, pm, error))
+  if (!nb_io_bus_register(pio, NB_ACPI_PM_BASE, NB_ACPI_PM_SIZE, &pm_io_ops, pm, error))
     return false;
   pm->pio = pio;
-  pm->base = base;
   return true;
 }
 
@@ -270,7 +273,7 @@ nb_acpi_pm_unregister(NbAcpiPm *pm, NbIoBus *pio)
 {
   if (pm->pio != pio)
     return;
-  nb_io_bus_unregister(pio, pm->base, pm);
+  nb_io_bus_unregister(pio, NB_ACPI_PM_BASE, pm);
   pm->pio = NULL;
 }
 

@@ -61,24 +61,21 @@
 
 typedef struct NbAcpiPm NbAcpiPm;
 
-typedef struct {
-  /* The guest entered S5: power the machine off. */
-  void (*poweroff)(void *ctx);
-  /* The guest wrote the reset value to the reset register. */
-  void (*reset)(void *ctx);
-} NbAcpiPmOps;
+/* poweroff: the guest entered S5. reset: the guest wrote the reset value
+ * to the reset register. Both run on the vCPU thread that did the write,
+ * with no lock of the device held, and may be NULL. */
+typedef void (*NbAcpiPmCallback)(void *ctx);
 
-/* The SCI is raised on sci_gsi through irqs; ops run on the vCPU thread that
- * did the write, with no lock of the device held. */
-NbAcpiPm *nb_acpi_pm_new(NbInterrupts *irqs, unsigned sci_gsi, const NbAcpiPmOps *ops,
-                         void *ctx);
+/* The SCI is raised on NB_ACPI_SCI_IRQ through irqs. */
+NbAcpiPm *nb_acpi_pm_new(NbInterrupts *irqs, NbAcpiPmCallback poweroff,
+                         NbAcpiPmCallback reset, void *ctx);
 void nb_acpi_pm_free(NbAcpiPm *pm);
 
 /* Back to the power-on state: events clear, SCI_EN set, the SCI lowered. */
 void nb_acpi_pm_reset(NbAcpiPm *pm);
 
-/* Registers the block at base (normally NB_ACPI_PM_BASE) on the port bus. */
-bool nb_acpi_pm_register(NbAcpiPm *pm, NbIoBus *pio, uint16_t base, GError **error);
+/* Registers the block at NB_ACPI_PM_BASE on the port bus. */
+bool nb_acpi_pm_register(NbAcpiPm *pm, NbIoBus *pio, GError **error);
 void nb_acpi_pm_unregister(NbAcpiPm *pm, NbIoBus *pio);
 
 /* The I/O handlers, for a bus of one's own (and for tests). */

@@ -254,7 +254,7 @@ test_write_to_memory(void)
   NbAcpiConfig cfg;
   nb_acpi_config_init(&cfg, 2, 8 * NB_GiB, NB_GiB);
   uint64_t rsdp = 0;
-  g_assert_true(nb_acpi_write(mem, &cfg, &rsdp, &error));
+  g_assert_true(nb_acpi_install(mem, &cfg, &rsdp, &error));
   g_assert_no_error(error);
   g_assert_cmphex(rsdp, ==, NB_BOOT_ACPI_ADDR);
 

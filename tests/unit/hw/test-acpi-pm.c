@@ -42,7 +42,6 @@ reset(void *ctx)
 }
 
 static const NbInterruptOps irq_ops = { .set_line = set_line };
-static const NbAcpiPmOps pm_ops = { .poweroff = poweroff, .reset = reset };
 
 typedef struct {
   Machine m;
@@ -57,10 +56,10 @@ fixture_set_up(Fixture *f, gconstpointer data)
   memset(&f->m, 0, sizeof f->m);
   g_mutex_init(&f->m.lock);
   f->irqs = (NbInterrupts){ .ops = &irq_ops, .ctx = &f->m };
-  f->pm = nb_acpi_pm_new(&f->irqs, NB_ACPI_SCI_IRQ, &pm_ops, &f->m);
+  f->pm = nb_acpi_pm_new(&f->irqs, poweroff, reset, &f->m);
   f->pio = nb_io_bus_new("pio");
   g_autoptr(GError) error = NULL;
-  g_assert_true(nb_acpi_pm_register(f->pm, f->pio, NB_ACPI_PM_BASE, &error));
+  g_assert_true(nb_acpi_pm_register(f->pm, f->pio, &error));
   g_assert_no_error(error);
 }
 
@@ -349,13 +348,16 @@ test_direct_ops(void)
   Machine m = { 0 };
   g_mutex_init(&m.lock);
   NbInterrupts irqs = { .ops = &irq_ops, .ctx = &m };
-  NbAcpiPm *pm = nb_acpi_pm_new(&irqs, 9, &pm_ops, &m);
+  NbAcpiPm *pm = nb_acpi_pm_new(&irqs, NULL, NULL, &m);
   const NbIoOps *ops = nb_acpi_pm_io_ops();
   ops->write(pm, NB_ACPI_PM1_EN, NB_ACPI_PM1_PWRBTN, 2);
   g_assert_cmphex(ops->read(pm, NB_ACPI_PM1_EN, 2), ==, NB_ACPI_PM1_PWRBTN);
   g_assert_true(nb_acpi_pm_press_power_button(pm));
   g_assert_true(m.level);
-  g_assert_cmpuint(m.gsi, ==, 9);
+  g_assert_cmpuint(m.gsi, ==, NB_ACPI_SCI_IRQ);
+  /* No callbacks given: S5 and reset are ignored, not a crash. */
+  ops->write(pm, NB_ACPI_PM1_CNT, NB_ACPI_SLP_TYP_S5 << NB_ACPI_PM1_CNT_SLP_TYP_SHIFT | NB_ACPI_PM1_CNT_SLP_EN, 2);
+  ops->write(pm, NB_ACPI_RESET_REG, NB_ACPI_RESET_VALUE, 1);
   nb_acpi_pm_free(pm);
   g_mutex_clear(&m.lock);
 }
