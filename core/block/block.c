@@ -126,8 +126,16 @@ nb_block_open(const char *path, const NbBlockOpenOptions *options, GError **erro
   NbBlockOpenOptions defaults = { .format = NB_BLOCK_FORMAT_AUTO };
   if (options == NULL)
     options = &defaults;
-  return open_internal(path, options->format, options->read_only, options->no_lock, NULL,
-                       error);
+  GError *local = NULL;
+  NbBlock *block = open_internal(path, options->format, options->read_only, options->no_lock,
+                                 NULL, &local);
+  if (block == NULL) {
+    /* Problems deep in a backing chain still name the disk that was asked for. */
+    if (strstr(local->message, path) == NULL)
+      g_prefix_error(&local, "%s: ", path);
+    g_propagate_error(error, local);
+  }
+  return block;
 }
 
 NbBlock *
@@ -140,6 +148,18 @@ nb_block_open_backing(const NbBlock *child, const char *path, NbBlockFormat form
                 "(flatten the chain with “nestboxctl disk convert”)",
                 child->path, NB_BLOCK_MAX_BACKING_DEPTH);
     return NULL;
+  }
+  /* Before opening: the image that loops back is locked by us already. */
+  struct stat st;
+  if (stat(path, &st) == 0) {
+    for (const NbBlock *c = child; c != NULL; c = c->child) {
+      if (c->dev == (uint64_t)st.st_dev && c->ino == (uint64_t)st.st_ino) {
+        g_set_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_CORRUPT,
+                    "%s: its backing chain loops back to %s: fix the backing file "
+                    "name with qemu-img rebase -u", child->path, path);
+        return NULL;
+      }
+    }
   }
   /* Backing files are shared by overlays: read-only with a shared lock, so a
    * writer on the base is refused while an overlay is in use. */

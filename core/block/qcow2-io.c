@@ -99,6 +99,23 @@ qcow2_preadv(NbBlock *block, const struct iovec *iov, int iovcnt, uint64_t offse
   return ok;
 }
 
+/* An entry about to be replaced or written through must point at plausible
+ * clusters: else freeing it would drop counts of metadata. */
+static bool
+validate_entry(NbQcow2 *s, uint64_t e, GError **error)
+{
+  if (nb_qcow2_entry_type(e) == NB_QCOW2_COMPRESSED) {
+    uint64_t off, len;
+    nb_qcow2_compressed_range(s, e, &off, &len);
+    if (off < s->cluster_size || off + len > MAX(s->file_size, s->end_cluster << s->cluster_bits))
+      return nb_qcow2_corrupt(s, error, "compressed cluster at 0x%" G_GINT64_MODIFIER
+                              "x lies outside the file", off);
+    return true;
+  }
+  uint64_t host = e & QCOW2_OFFSET_MASK;
+  return host == 0 || nb_qcow2_check_data_offset(s, host, error);
+}
+
 /* Drops what an L2 entry held, after the next sync. */
 static void
 release_entry(NbQcow2 *s, uint64_t e, uint64_t keep_host)
@@ -214,7 +231,7 @@ write_locked(NbQcow2 *s, const struct iovec *iov, int iovcnt, uint64_t offset, G
     size_t in_off = (size_t)(pos & (s->cluster_size - 1));
     size_t n = (size_t)MIN(s->cluster_size - in_off, total - done);
     uint64_t e;
-    if (!nb_qcow2_get_entry(s, vc, &e, error))
+    if (!nb_qcow2_get_entry(s, vc, &e, error) || !validate_entry(s, e, error))
       return false;
     uint64_t host = e & QCOW2_OFFSET_MASK;
 
@@ -245,25 +262,20 @@ write_locked(NbQcow2 *s, const struct iovec *iov, int iovcnt, uint64_t offset, G
        * the data in one go, then point the L2 entries at it. */
       if (!nb_qcow2_alloc_cluster(s, &fresh, error))
         return false;
-      GArray *olds = g_array_new(FALSE, FALSE, sizeof(uint64_t));
-      g_array_append_val(olds, e);
       uint64_t count = 1;
       while (done + count * s->cluster_size + s->cluster_size <= total &&
              count * s->cluster_size < MAX_RUN_BYTES && s->reserved->len > 0 &&
              g_array_index(s->reserved, uint64_t, 0) ==
                  (fresh >> s->cluster_bits) + count) {
         uint64_t e2;
-        if (!nb_qcow2_get_entry(s, vc + count, &e2, error)) {
-          g_array_free(olds, TRUE);
+        if (!nb_qcow2_get_entry(s, vc + count, &e2, error) || !validate_entry(s, e2, error))
           return false;
-        }
         if (nb_qcow2_entry_type(e2) == NB_QCOW2_NORMAL && (e2 & QCOW2_OFLAG_COPIED))
           break;
         uint64_t next;
         nb_qcow2_alloc_cluster(s, &next, NULL);
         count++;
       }
-      g_array_free(olds, TRUE);
       size_t bytes = (size_t)(count * s->cluster_size);
       if (!io_vec(s, iov, iovcnt, done, bytes, fresh, true, error))
         return false;
@@ -320,7 +332,7 @@ zero_locked(NbQcow2 *s, uint64_t offset, uint64_t len, GError **error)
     size_t in_off = (size_t)(pos & (s->cluster_size - 1));
     size_t n = (size_t)MIN(s->cluster_size - in_off, len - done);
     uint64_t e;
-    if (!nb_qcow2_get_entry(s, vc, &e, error))
+    if (!nb_qcow2_get_entry(s, vc, &e, error) || !validate_entry(s, e, error))
       return false;
     NbQcow2ClusterType type = nb_qcow2_entry_type(e);
     bool reads_zero = (type == NB_QCOW2_ZERO && (e & QCOW2_OFFSET_MASK) == 0) ||
