@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Peers for the NAT namespace tests: a tiny DNS server, UDP echo, and a
+client that holds many TCP connections open at once against an echo server."""
+import selectors
+import socket
+import struct
+import sys
+import time
+
+
+def dns_server(addr, answers):
+    """Answers A queries for NAME=IP pairs; NXDOMAIN for anything else."""
+    table = {}
+    for pair in answers:
+        name, ip = pair.split("=")
+        table[name.lower().rstrip(".")] = socket.inet_aton(ip)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, 53))
+    print("ready", flush=True)
+    while True:
+        q, peer = s.recvfrom(4096)
+        if len(q) < 12:
+            continue
+        qid, flags, qd = struct.unpack("!HHH", q[:6])
+        i, labels = 12, []
+        while i < len(q) and q[i]:
+            labels.append(q[i + 1:i + 1 + q[i]].decode(errors="replace"))
+            i += 1 + q[i]
+        i += 1
+        qtype = struct.unpack("!H", q[i:i + 2])[0] if i + 2 <= len(q) else 0
+        question = q[12:i + 4]
+        name = ".".join(labels).lower()
+        ip = table.get(name)
+        if ip and qtype == 1:
+            hdr = struct.pack("!HHHHHH", qid, 0x8180, 1, 1, 0, 0)
+            ans = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + ip
+            s.sendto(hdr + question + ans, peer)
+        else:
+            rcode = 0 if ip else 3
+            s.sendto(struct.pack("!HHHHHH", qid, 0x8180 | rcode, 1, 0, 0, 0) + question, peer)
+
+
+def udp_echo(addr, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, int(port)))
+    print("ready", flush=True)
+    while True:
+        data, peer = s.recvfrom(65535)
+        s.sendto(b"echo:" + data, peer)
+
+
+def udp_ask(addr, port, size):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(1)
+    payload = bytes((i * 7) & 0xff for i in range(int(size)))
+    for _ in range(5):
+        s.sendto(payload, (addr, int(port)))
+        try:
+            data, _ = s.recvfrom(65535)
+        except socket.timeout:
+            continue
+        if data == b"echo:" + payload:
+            print("udp ok", len(payload))
+            return 0
+        print("udp: wrong reply", len(data))
+        return 1
+    print("udp: no reply")
+    return 1
+
+
+def tcp_echo_server(addr, port):
+    sel = selectors.DefaultSelector()
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((addr, int(port)))
+    ls.listen(4096)
+    ls.setblocking(False)
+    sel.register(ls, selectors.EVENT_READ)
+    print("ready", flush=True)
+    while True:
+        for key, _ in sel.select():
+            if key.fileobj is ls:
+                try:
+                    c, _ = ls.accept()
+                except BlockingIOError:
+                    continue
+                c.setblocking(False)
+                sel.register(c, selectors.EVENT_READ)
+            else:
+                c = key.fileobj
+                try:
+                    data = c.recv(65536)
+                except ConnectionError:
+                    data = b""
+                if data:
+                    c.sendall(data)
+                else:
+                    sel.unregister(c)
+                    c.close()
+
+
+def tcp_many(addr, port, count):
+    """Opens count connections, all held open, then checks each one echoes."""
+    count = int(count)
+    socks = []
+    deadline = time.time() + 60
+    for i in range(count):
+        s = socket.socket()
+        s.settimeout(10)
+        s.connect((addr, int(port)))
+        socks.append(s)
+    for i, s in enumerate(socks):
+        s.sendall(b"conn %05d\n" % i)
+    bad = 0
+    for i, s in enumerate(socks):
+        want = b"conn %05d\n" % i
+        got = b""
+        while len(got) < len(want) and time.time() < deadline:
+            chunk = s.recv(64)
+            if not chunk:
+                break
+            got += chunk
+        if got != want:
+            bad += 1
+    for s in socks:
+        s.close()
+    print("tcp-many: %d connections, %d bad" % (count, bad))
+    return 1 if bad else 0
+
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "dns-server":
+        dns_server(args[0], args[1:])
+    elif cmd == "udp-echo":
+        udp_echo(*args)
+    elif cmd == "udp-ask":
+        return udp_ask(*args)
+    elif cmd == "tcp-echo-server":
+        tcp_echo_server(*args)
+    elif cmd == "tcp-many":
+        return tcp_many(*args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
