@@ -907,14 +907,21 @@ fail:
 }
 
 void
+nb_virtio_pci_stop(NbVirtioPci *vp)
+{
+  if (vp->worker) {
+    signal_eventfd(vp->stop_efd);
+    g_thread_join(vp->worker);
+    vp->worker = NULL;
+  }
+}
+
+void
 nb_virtio_pci_free(NbVirtioPci *vp)
 {
   if (vp == NULL)
     return;
-  if (vp->worker) {
-    signal_eventfd(vp->stop_efd);
-    g_thread_join(vp->worker);
-  }
+  nb_virtio_pci_stop(vp);
   NbInterrupts *ir = irqs(vp);
   detach_ioeventfds(vp);
   for (unsigned i = 0; i < vp->n_vectors; i++) {

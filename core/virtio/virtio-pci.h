@@ -92,7 +92,11 @@ typedef struct {
 
 NbVirtioPci *nb_virtio_pci_new(NbGuestMemory *mem, const NbVirtioDeviceInfo *info,
                                GError **error);
-/* Stops the worker and releases routes and eventfds. */
+/* Stops the worker: no device callback runs after it returns. Devices call
+ * it before tearing down their own threads. */
+void nb_virtio_pci_stop(NbVirtioPci *vp);
+/* Stops the worker and releases routes and eventfds. Free devices before
+ * the PCI bus they are on. */
 void nb_virtio_pci_free(NbVirtioPci *vp);
 
 /* What nb_pci_bus_add takes. */

@@ -325,7 +325,7 @@ nb_virtqueue_has_work(NbVirtqueue *vq)
 }
 
 size_t
-nb_iov_size(const struct iovec *iov, unsigned n)
+nb_virtq_iov_size(const struct iovec *iov, unsigned n)
 {
   size_t total = 0;
   for (unsigned i = 0; i < n; i++)
@@ -334,7 +334,7 @@ nb_iov_size(const struct iovec *iov, unsigned n)
 }
 
 size_t
-nb_iov_to_buf(const struct iovec *iov, unsigned n, size_t offset, void *buf, size_t len)
+nb_virtq_iov_to_buf(const struct iovec *iov, unsigned n, size_t offset, void *buf, size_t len)
 {
   size_t done = 0;
   for (unsigned i = 0; i < n && done < len; i++) {
@@ -351,7 +351,7 @@ nb_iov_to_buf(const struct iovec *iov, unsigned n, size_t offset, void *buf, siz
 }
 
 size_t
-nb_iov_from_buf(const struct iovec *iov, unsigned n, size_t offset, const void *buf, size_t len)
+nb_virtq_iov_from_buf(const struct iovec *iov, unsigned n, size_t offset, const void *buf, size_t len)
 {
   size_t done = 0;
   for (unsigned i = 0; i < n && done < len; i++) {
@@ -368,7 +368,7 @@ nb_iov_from_buf(const struct iovec *iov, unsigned n, size_t offset, const void *
 }
 
 int
-nb_iov_slice(const struct iovec *iov, unsigned n, size_t offset, size_t len, struct iovec *dst,
+nb_virtq_iov_slice(const struct iovec *iov, unsigned n, size_t offset, size_t len, struct iovec *dst,
              unsigned dst_max)
 {
   unsigned out = 0;

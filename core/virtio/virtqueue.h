@@ -122,12 +122,12 @@ bool nb_virtqueue_enable_notify(NbVirtqueue *vq);
 bool nb_virtqueue_has_work(NbVirtqueue *vq);
 
 /* Bytes of an iovec list, and copies to/from it starting at offset. */
-size_t nb_iov_size(const struct iovec *iov, unsigned n);
-size_t nb_iov_to_buf(const struct iovec *iov, unsigned n, size_t offset, void *buf, size_t len);
-size_t nb_iov_from_buf(const struct iovec *iov, unsigned n, size_t offset, const void *buf,
+size_t nb_virtq_iov_size(const struct iovec *iov, unsigned n);
+size_t nb_virtq_iov_to_buf(const struct iovec *iov, unsigned n, size_t offset, void *buf, size_t len);
+size_t nb_virtq_iov_from_buf(const struct iovec *iov, unsigned n, size_t offset, const void *buf,
                        size_t len);
 /* The part [offset, offset + len) of an iovec list as a new list in dst (at
  * most dst_max entries); returns the number of entries, or -1 when it does
  * not fit. */
-int nb_iov_slice(const struct iovec *iov, unsigned n, size_t offset, size_t len,
+int nb_virtq_iov_slice(const struct iovec *iov, unsigned n, size_t offset, size_t len,
                  struct iovec *dst, unsigned dst_max);

@@ -50,13 +50,13 @@ echo_queue_notify(void *ctx, unsigned queue)
       if (e->delay_us)
         g_usleep(e->delay_us);
       uint8_t buf[256];
-      size_t n = nb_iov_to_buf(elem->out, elem->n_out, 0, buf, MIN(sizeof buf, elem->out_len));
+      size_t n = nb_virtq_iov_to_buf(elem->out, elem->n_out, 0, buf, MIN(sizeof buf, elem->out_len));
       for (size_t i = 0; i < n / 2; i++) {
         uint8_t t = buf[i];
         buf[i] = buf[n - 1 - i];
         buf[n - 1 - i] = t;
       }
-      size_t w = nb_iov_from_buf(elem->in, elem->n_in, 0, buf, n);
+      size_t w = nb_virtq_iov_from_buf(elem->in, elem->n_in, 0, buf, n);
       nb_virtqueue_push(vq, elem->head, (uint32_t)w);
       g_atomic_int_inc(&e->handled);
       g_free(elem);

@@ -581,22 +581,22 @@ test_iov_helpers(void)
 {
   uint8_t a[4] = { 1, 2, 3, 4 }, b[3] = { 5, 6, 7 }, c[5] = { 8, 9, 10, 11, 12 };
   struct iovec iov[3] = { { a, 4 }, { b, 3 }, { c, 5 } };
-  g_assert_cmpuint(nb_iov_size(iov, 3), ==, 12);
+  g_assert_cmpuint(nb_virtq_iov_size(iov, 3), ==, 12);
   uint8_t buf[12] = { 0 };
-  g_assert_cmpuint(nb_iov_to_buf(iov, 3, 3, buf, 6), ==, 6);
+  g_assert_cmpuint(nb_virtq_iov_to_buf(iov, 3, 3, buf, 6), ==, 6);
   g_assert_cmpmem(buf, 6, ((uint8_t[]){ 4, 5, 6, 7, 8, 9 }), 6);
-  g_assert_cmpuint(nb_iov_to_buf(iov, 3, 10, buf, 6), ==, 2);
-  g_assert_cmpuint(nb_iov_from_buf(iov, 3, 6, (uint8_t[]){ 70, 80 }, 2), ==, 2);
+  g_assert_cmpuint(nb_virtq_iov_to_buf(iov, 3, 10, buf, 6), ==, 2);
+  g_assert_cmpuint(nb_virtq_iov_from_buf(iov, 3, 6, (uint8_t[]){ 70, 80 }, 2), ==, 2);
   g_assert_cmpuint(b[2], ==, 70);
   g_assert_cmpuint(c[0], ==, 80);
   struct iovec s[3];
-  g_assert_cmpint(nb_iov_slice(iov, 3, 2, 8, s, 3), ==, 3);
+  g_assert_cmpint(nb_virtq_iov_slice(iov, 3, 2, 8, s, 3), ==, 3);
   g_assert_true(s[0].iov_base == a + 2 && s[0].iov_len == 2);
   g_assert_true(s[1].iov_base == b && s[1].iov_len == 3);
   g_assert_true(s[2].iov_base == c && s[2].iov_len == 3);
-  g_assert_cmpint(nb_iov_slice(iov, 3, 2, 8, s, 2), ==, -1);
-  g_assert_cmpint(nb_iov_slice(iov, 3, 5, 8, s, 3), ==, -1);   /* past the end */
-  g_assert_cmpint(nb_iov_slice(iov, 3, 0, 0, s, 3), ==, 0);
+  g_assert_cmpint(nb_virtq_iov_slice(iov, 3, 2, 8, s, 2), ==, -1);
+  g_assert_cmpint(nb_virtq_iov_slice(iov, 3, 5, 8, s, 3), ==, -1);   /* past the end */
+  g_assert_cmpint(nb_virtq_iov_slice(iov, 3, 0, 0, s, 3), ==, 0);
 }
 
 int
