@@ -2,8 +2,10 @@
  * routed to the device that registered the range.
  *
  * Registration and removal may happen while vCPUs run (a guest moving a PCI
- * BAR); dispatch holds a reader lock, changes take the writer lock. A handler
- * must not register or unregister on the bus it is being called from. */
+ * BAR), even from a handler on the same bus: dispatch works on a snapshot of
+ * the ranges and holds no lock while the handler runs. A device may thus see
+ * an access that raced with its removal; devices live until the machine's
+ * vCPUs have stopped, so that is harmless. */
 #pragma once
 
 #include <glib.h>
