@@ -1,4 +1,5 @@
 #include "hw/pci.h"
+#include "boot/acpi.h"
 #include "kvm/memory-map.h"
 
 #include <gio/gio.h>
@@ -23,11 +24,12 @@ struct NbPciBus {
   void *ram_map_ctx;
 };
 
-/* Routing of INTx pins to IOAPIC inputs 16..23: the DSDT's _PRT must match. */
+/* The interrupt pin register counts from 1 (INTA); the routing shared with
+ * the DSDT's _PRT counts from 0. */
 static unsigned
-intx_gsi(unsigned slot, unsigned pin /* 1 = INTA */)
+intx_gsi(unsigned slot, unsigned pin_register)
 {
-  return 16 + ((slot + pin - 1) & 7);
+  return nb_acpi_pci_intx_gsi(slot, pin_register - 1);
 }
 
 static inline uint32_t
