@@ -41,7 +41,7 @@ struct NbBlock {
  * checks it is a regular file or block device. */
 int nb_block_open_file(const char *path, bool read_only, bool no_lock, GError **error);
 
-/* OFD lock over the whole file: shared for readers, exclusive for writers. */
+/* OFD locks in QEMU's byte layout: readers share, a writer excludes all. */
 bool nb_block_lock(int fd, const char *path, bool exclusive, GError **error);
 
 /* Full-length positional I/O that retries on EINTR and short transfers. A

@@ -10,28 +10,74 @@
 #include <sys/uio.h>
 #include <limits.h>
 
+/* QEMU's image locking protocol, so that QEMU and Nestbox refuse each other
+ * too: byte 100+i held (shared) means "I use permission i", byte 200+i held
+ * means "nobody else may use permission i". Permissions: 0 consistent read,
+ * 1 write, 2 write-unchanged, 3 resize. OFD locks belong to the open file, so
+ * a second open in this same process is refused as well. */
+#define LOCK_PERM_BASE 100
+#define LOCK_SHARED_BASE 200
+#define PERM_READ 0x1u
+#define PERM_WRITE 0x2u
+#define PERM_WRITE_UNCHANGED 0x4u
+#define PERM_RESIZE 0x8u
+
+static int
+lock_byte(int fd, int cmd, short type, off_t byte, struct flock *out)
+{
+  struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
+  int r = fcntl(fd, cmd, &fl);
+  if (out)
+    *out = fl;
+  return r;
+}
+
 bool
 nb_block_lock(int fd, const char *path, bool exclusive, GError **error)
 {
-  /* The whole file, like QEMU's byte-range locks it overlaps, so QEMU and
-   * Nestbox refuse each other too. OFD locks belong to the open file, so a
-   * second open in this same process is refused as well. */
-  struct flock fl = {
-    .l_type = exclusive ? F_WRLCK : F_RDLCK,
-    .l_whence = SEEK_SET,
-    .l_start = 0,
-    .l_len = 0,
-  };
-  if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
-    return true;
-  int saved = errno;
-  if (saved == EAGAIN || saved == EACCES) {
-    g_set_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_LOCKED,
-                "%s is in use by another program (a running machine, qemu or "
-                "nestboxctl): stop that user first%s", path,
-                exclusive ? "" : ", or let it finish writing");
-    return false;
+  unsigned use = exclusive ? PERM_READ | PERM_WRITE | PERM_WRITE_UNCHANGED | PERM_RESIZE
+                           : PERM_READ;
+  /* Writers and readers alike forbid other writers and resizers. */
+  unsigned deny = PERM_WRITE | PERM_RESIZE;
+  for (int i = 0; i < 4; i++) {
+    if (((use >> i) & 1) && lock_byte(fd, F_OFD_SETLK, F_RDLCK, LOCK_PERM_BASE + i, NULL) < 0)
+      goto failed;
+    if (((deny >> i) & 1) && lock_byte(fd, F_OFD_SETLK, F_RDLCK, LOCK_SHARED_BASE + i, NULL) < 0)
+      goto failed;
   }
+  for (int i = 0; i < 4; i++) {
+    struct flock fl;
+    /* Someone else forbids what we use, or uses what we forbid? */
+    if ((use >> i) & 1) {
+      if (lock_byte(fd, F_OFD_GETLK, F_WRLCK, LOCK_SHARED_BASE + i, &fl) < 0)
+        goto failed;
+      if (fl.l_type != F_UNLCK)
+        goto busy;
+    }
+    if ((deny >> i) & 1) {
+      if (lock_byte(fd, F_OFD_GETLK, F_WRLCK, LOCK_PERM_BASE + i, &fl) < 0)
+        goto failed;
+      if (fl.l_type != F_UNLCK)
+        goto busy;
+    }
+  }
+  return true;
+
+busy:
+  {
+    struct flock all = { .l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
+    fcntl(fd, F_OFD_SETLK, &all);
+  }
+  g_set_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_LOCKED,
+              "%s is in use by another program (a running machine, qemu or "
+              "nestboxctl): stop that user first%s", path,
+              exclusive ? "" : ", or wait until it stops writing");
+  return false;
+
+failed:;
+  int saved = errno;
+  if (saved == EAGAIN || saved == EACCES)
+    goto busy;
   if (saved == EINVAL || saved == ENOLCK || saved == EOPNOTSUPP)
     return true;  /* the filesystem has no locks (some network filesystems) */
   g_set_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_FAILED,
