@@ -1,0 +1,52 @@
+/* Helpers for the NAT unit tests: an engine whose frames for the guest are
+ * captured in memory, and builders of frames from the guest. */
+#pragma once
+
+#include "net/nat.h"
+#include "net/packet.h"
+
+#include <arpa/inet.h>
+
+#define GUEST_IP 0x0a00020fu /* 10.0.2.15 */
+#define GW_IP 0x0a000202u
+#define DNS_IP 0x0a000203u
+
+extern const uint8_t guest_mac[6];
+
+typedef struct {
+  NbNat *nat;
+  NbNetBackend *be;
+  GPtrArray *frames; /* GByteArray, in arrival order */
+  GPtrArray *keep;   /* frames handed out by harness_wait() */
+  char *resolv;
+} Harness;
+
+Harness *harness_new(const char *options);
+void harness_free(Harness *h);
+void harness_send(Harness *h, const uint8_t *frame, size_t len);
+/* Runs the engine's context until a frame for the guest arrives, up to
+ * timeout_ms; returns it (owned by the harness) or NULL. */
+GByteArray *harness_wait(Harness *h, int timeout_ms);
+/* Drops the frames received so far. */
+void harness_clear(Harness *h);
+void harness_run(Harness *h, int ms);
+NbNatStats harness_stats(Harness *h);
+
+/* Frame builders: write into buf, return the frame length. */
+size_t build_eth(uint8_t *buf, const uint8_t *dst, uint16_t type);
+size_t build_ip(uint8_t *buf, uint8_t proto, uint32_t src, uint32_t dst, const uint8_t *l4,
+                size_t l4_len, uint16_t id, uint16_t frag);
+size_t build_udp(uint8_t *buf, uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport,
+                 const void *data, size_t len);
+size_t build_tcp(uint8_t *buf, uint32_t dst, uint16_t sport, uint16_t dport, uint32_t seq,
+                 uint32_t ack, uint8_t flags, uint16_t win, const uint8_t *opts, size_t optlen,
+                 const void *data, size_t len);
+
+/* Parsed view of a frame for the guest; asserts it is well formed IPv4. */
+typedef struct {
+  uint32_t src, dst;
+  uint8_t proto;
+  const uint8_t *l4;
+  size_t l4_len;
+} RxIp;
+RxIp rx_ip(const GByteArray *frame);
