@@ -142,6 +142,9 @@ nb_qcow2_update_tree_refcounts(NbQcow2 *s, uint64_t *l1, uint32_t l1_size, int a
       if (type == NB_QCOW2_COMPRESSED) {
         uint64_t off, len;
         nb_qcow2_compressed_range(s, e, &off, &len);
+        if (off < s->cluster_size || off + len > image_limit(s))
+          return nb_qcow2_corrupt(s, error, "compressed cluster at 0x%" G_GINT64_MODIFIER
+                                  "x lies outside the file", off);
         if (addend != 0 && !nb_qcow2_refcount_update_range(s, off, len, addend, error))
           return false;
         continue;

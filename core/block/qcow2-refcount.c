@@ -117,6 +117,12 @@ ensure_refblock(NbQcow2 *s, uint64_t cluster, GError **error)
   if (ti < s->reftable_entries && s->reftable[ti] != 0)
     return true;
 
+  /* Counts far past the end come only from bad tables: no table growth for them. */
+  uint64_t limit = (MAX(s->file_size, s->end_cluster << s->cluster_bits) + (UINT64_C(2) << 30)) >>
+                   s->cluster_bits;
+  if (cluster > limit)
+    return nb_qcow2_corrupt(s, error, "cluster 0x%" G_GINT64_MODIFIER
+                            "x lies far beyond the end of the file", cluster << s->cluster_bits);
   uint64_t start = s->end_cluster;
   uint64_t n_rb = 0, n_tab = 0, new_entries = s->reftable_entries;
   g_autoptr(GArray) need = g_array_new(FALSE, FALSE, sizeof(uint64_t));
@@ -142,6 +148,10 @@ ensure_refblock(NbQcow2 *s, uint64_t cluster, GError **error)
       uint64_t per_cluster = s->cluster_size / 8;
       want_entries = MAX(max_index + 1, s->reftable_entries * 2);
       want_entries = (want_entries + per_cluster - 1) / per_cluster * per_cluster;
+    }
+    if (want_entries * 8 > QCOW2_MAX_REFTABLE_BYTES) {
+      new_entries = want_entries;
+      break;
     }
     uint64_t want_tab = want_entries > s->reftable_entries ? want_entries * 8 / s->cluster_size : 0;
     if (need->len == n_rb && want_tab == n_tab && round > 0) {
