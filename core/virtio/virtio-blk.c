@@ -35,6 +35,7 @@ struct NbVirtioBlk {
   GMutex lock;          /* the queue, in_flight */
   GCond drained;
   unsigned in_flight;
+  unsigned threads;     /* 0: requests run on the worker itself */
   GThreadPool *pool;
 };
 
@@ -231,25 +232,39 @@ blk_queue_notify(void *ctx, unsigned queue)
 {
   NbVirtioBlk *blk = ctx;
   NbVirtqueue *vq = nb_virtio_pci_queue(blk->vp, 0);
-  g_mutex_lock(&blk->lock);
-  do {
+  for (;;) {
+    g_autoptr(GError) error = NULL;
+    NbVirtqElement *elem = NULL;
+    g_mutex_lock(&blk->lock);
     nb_virtqueue_disable_notify(vq);
-    for (;;) {
-      g_autoptr(GError) error = NULL;
-      NbVirtqElement *elem = NULL;
-      NbVirtqPopResult r = nb_virtqueue_pop(vq, &elem, &error);
-      if (r == NB_VIRTQ_POP_EMPTY)
-        break;
-      if (r == NB_VIRTQ_POP_BROKEN) {
-        nb_virtio_pci_set_broken(blk->vp, error->message);
-        g_mutex_unlock(&blk->lock);
-        return;
-      }
-      blk->in_flight++;
-      g_thread_pool_push(blk->pool, elem, NULL);
+    NbVirtqPopResult r = nb_virtqueue_pop(vq, &elem, &error);
+    if (r == NB_VIRTQ_POP_EMPTY) {
+      bool more = nb_virtqueue_enable_notify(vq);
+      g_mutex_unlock(&blk->lock);
+      if (more)
+        continue;
+      return;
     }
-  } while (nb_virtqueue_enable_notify(vq));
-  g_mutex_unlock(&blk->lock);
+    if (r == NB_VIRTQ_POP_BROKEN) {
+      nb_virtio_pci_set_broken(blk->vp, error->message);
+      g_mutex_unlock(&blk->lock);
+      return;
+    }
+    blk->in_flight++;
+    g_mutex_unlock(&blk->lock);
+    if (blk->threads > 0)
+      g_thread_pool_push(blk->pool, elem, NULL);
+    else
+      pool_run(elem, blk);
+  }
+}
+
+void
+nb_virtio_blk_set_threads(NbVirtioBlk *blk, unsigned threads)
+{
+  blk->threads = threads;
+  if (threads > 0)
+    g_thread_pool_set_max_threads(blk->pool, (gint)threads, NULL);
 }
 
 static void
@@ -318,6 +333,7 @@ nb_virtio_blk_new(NbGuestMemory *mem, NbBlock *block, const char *serial, GError
   put_le32(blk->config + CFG_MAX_WZ_SEG, NB_VIRTIO_BLK_MAX_DISCARD_SEG);
   blk->config[CFG_WZ_MAY_UNMAP] = 1;
 
+  blk->threads = POOL_THREADS;
   blk->pool = g_thread_pool_new(pool_run, blk, POOL_THREADS, FALSE, error);
   if (blk->pool == NULL)
     goto fail;

@@ -58,6 +58,10 @@ void nb_virtio_blk_free(NbVirtioBlk *blk);
 /* What nb_pci_bus_add takes. */
 NbPciDevice *nb_virtio_blk_pci_device(NbVirtioBlk *blk);
 
+/* How many requests run at once (default 4); 0 runs them one by one on the
+ * device's worker thread. For benchmarks: call before the guest starts. */
+void nb_virtio_blk_set_threads(NbVirtioBlk *blk, unsigned threads);
+
 /* Runs one request now, on the calling thread: checks and parses it, does
  * the I/O, writes the status byte. Returns the used length (bytes written to
  * the request's device-writable part). For tests and fuzzing; the device

@@ -482,6 +482,15 @@ test_many_in_flight(Fixture *f, gconstpointer data)
 }
 
 static void
+test_inline_worker(Fixture *f, gconstpointer data)
+{
+  /* Requests run on the worker itself: same results. */
+  nb_virtio_blk_set_threads(f->blk, 0);
+  test_many_in_flight(f, data);
+  test_read_write(f, data);
+}
+
+static void
 test_reset_during_io(Fixture *f, gconstpointer data)
 {
   for (unsigned round = 0; round < 4; round++) {
@@ -568,6 +577,7 @@ main(int argc, char **argv)
   T("not-negotiated", rw, test_not_negotiated);
   T("io-error", rw, test_io_error);
   T("many-in-flight", rw, test_many_in_flight);
+  T("inline-worker", rw, test_inline_worker);
   T("reset-during-io", rw, test_reset_during_io);
   T("broken-chain-keeps-others", rw, test_broken_chain_keeps_others);
 #undef T

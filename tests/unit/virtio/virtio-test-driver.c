@@ -377,6 +377,17 @@ make_available(TestDriver *td, unsigned q, uint16_t head)
   __atomic_store_n(&avail[1], GUINT16_TO_LE(tq->avail_idx), __ATOMIC_RELEASE);
 }
 
+void
+td_submit_at(TestDriver *td, unsigned q, uint16_t first, const TdBuf *bufs, unsigned n)
+{
+  TdQueue *tq = &td->q[q];
+  for (unsigned i = 0; i < n; i++)
+    write_desc(td, tq->desc, first + i, bufs[i].gpa, bufs[i].len,
+               (bufs[i].write ? NB_VIRTQ_DESC_F_WRITE : 0) | (i + 1 < n ? NB_VIRTQ_DESC_F_NEXT : 0),
+               (uint16_t)(first + i + 1));
+  make_available(td, q, first);
+}
+
 uint16_t
 td_submit(TestDriver *td, unsigned q, const TdBuf *bufs, unsigned n)
 {
@@ -425,15 +436,11 @@ td_used_idx(TestDriver *td, unsigned q)
 }
 
 bool
-td_wait_used(TestDriver *td, unsigned q, uint32_t *id, uint32_t *len, unsigned timeout_ms)
+td_poll_used(TestDriver *td, unsigned q, uint32_t *id, uint32_t *len)
 {
   TdQueue *tq = &td->q[q];
-  gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
-  while (td_used_idx(td, q) == tq->last_used) {
-    if (g_get_monotonic_time() > deadline)
-      return false;
-    g_usleep(200);
-  }
+  if (td_used_idx(td, q) == tq->last_used)
+    return false;
   uint32_t *ring = td_ptr(td, tq->used + 4, 8 * tq->size);
   unsigned slot = tq->last_used % tq->size;
   if (id)
@@ -443,6 +450,18 @@ td_wait_used(TestDriver *td, unsigned q, uint32_t *id, uint32_t *len, unsigned t
   tq->last_used++;
   /* As Linux does with EVENT_IDX: interrupt me for the next one. */
   uint16_t *used_event = td_ptr(td, tq->avail + 4 + 2 * tq->size, 2);
-  __atomic_store_n(used_event, GUINT16_TO_LE(tq->last_used), __ATOMIC_RELEASE);
+  __atomic_store_n(used_event, GUINT16_TO_LE(tq->last_used), __ATOMIC_SEQ_CST);
+  return true;
+}
+
+bool
+td_wait_used(TestDriver *td, unsigned q, uint32_t *id, uint32_t *len, unsigned timeout_ms)
+{
+  gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+  while (!td_poll_used(td, q, id, len)) {
+    if (g_get_monotonic_time() > deadline)
+      return false;
+    g_usleep(200);
+  }
   return true;
 }

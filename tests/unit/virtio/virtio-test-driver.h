@@ -89,6 +89,11 @@ uint16_t td_submit(TestDriver *td, unsigned q, const TdBuf *bufs, unsigned n);
 /* The same chain as one indirect table. */
 uint16_t td_submit_indirect(TestDriver *td, unsigned q, const TdBuf *bufs, unsigned n);
 void td_kick(TestDriver *td, unsigned q);
+/* Uses descriptors first .. first + n - 1 (the caller manages them). */
+void td_submit_at(TestDriver *td, unsigned q, uint16_t first, const TdBuf *bufs, unsigned n);
+/* Takes the next used entry if there is one (and asks for an interrupt for
+ * the one after, as Linux does with EVENT_IDX). */
+bool td_poll_used(TestDriver *td, unsigned q, uint32_t *id, uint32_t *len);
 /* Waits up to timeout_ms for the next used entry. */
 bool td_wait_used(TestDriver *td, unsigned q, uint32_t *id, uint32_t *len, unsigned timeout_ms);
 /* Number of used entries the device has published so far. */
