@@ -263,7 +263,8 @@ apply_option(NbNatConfig *c, const char *key, const char *value, GPtrArray *sear
     g_auto(GStrv) parts = g_strsplit(value, "/", 2);
     unsigned prefix = 24;
     uint32_t addr;
-    if (!parse_ip(parts[0], &addr) || (parts[1] && !parse_uint(parts[1], 1, 29, &prefix)))
+    if (!parts[0] || !parse_ip(parts[0], &addr) ||
+        (parts[1] && !parse_uint(parts[1], 1, 29, &prefix)))
       return bad_value(error, key, value, "a subnet like 10.0.2.0/24 (prefix 1 to 29)");
     c->netmask = prefix ? 0xffffffffu << (32 - prefix) : 0;
     c->net = addr & c->netmask;

@@ -182,7 +182,7 @@ main(int argc, char **argv)
     { "netns", 0, 0, G_OPTION_ARG_STRING, &netns, "network namespace of the TAP device", "NAME" },
     { "net", 0, 0, G_OPTION_ARG_STRING, &net, "NAT options, as for nestbox-vm --net", "nat,..." },
     { "offload", 0, 0, G_OPTION_ARG_NONE, &offload, "skip checksums the kernel need not see", NULL },
-    { NULL },
+    G_OPTION_ENTRY_NULL,
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new("- the NAT engine on a TAP device");
   g_option_context_add_main_entries(ctx, entries, NULL);

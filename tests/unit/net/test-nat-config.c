@@ -76,6 +76,7 @@ test_errors(void)
     { "nat,mac=01:00:5e:00:00:01", "unicast" },
     { "nat,net=10.0.2.0/33", "net=10.0.2.0/33 is not valid" },
     { "nat,net=banana", "subnet" },
+    { "nat,net=", "subnet" },
     { "nat,net=10.0.2.0/30", "prefix 1 to 29" },
     { "nat,host=10.0.3.2", "host (gateway) address is not a host address inside the subnet" },
     { "nat,dns=10.0.2.2", "must all differ" },
