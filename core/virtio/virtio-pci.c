@@ -11,6 +11,7 @@
 #define CAP_NOTIFY_CFG 2
 #define CAP_ISR_CFG    3
 #define CAP_DEVICE_CFG 4
+#define CAP_PCI_CFG    5
 
 /* Common configuration registers (spec 4.1.4.3). */
 #define REG_DFSELECT      0x00
@@ -88,6 +89,7 @@ struct NbVirtioPci {
   Vector vectors[NB_VIRTIO_MAX_VECTORS];
   unsigned n_vectors;
   uint8_t msix_cap;
+  uint8_t pci_cfg_cap;      /* the config-space window onto the BAR */
   bool msix_enabled, msix_masked;
   uint8_t isr;
 
@@ -674,6 +676,41 @@ pci_bar_changed(NbPciDevice *dev, unsigned index, bool mapped)
   }
 }
 
+static uint32_t
+config_le32(const NbPciDevice *dev, unsigned off)
+{
+  uint32_t v;
+  memcpy(&v, dev->config + off, 4);
+  return GUINT32_FROM_LE(v);
+}
+
+/* VIRTIO_PCI_CAP_PCI_CFG (4.1.4.9): the driver names a BAR offset and
+ * length in the capability, then writes or reads pci_cfg_data. The bus
+ * answers config reads from the config bytes without asking the device, so
+ * the BAR is read when the window is set up and the value left in
+ * pci_cfg_data for the read that follows. */
+static void
+pci_cfg_window(NbVirtioPci *vp, unsigned offset, unsigned size)
+{
+  NbPciDevice *dev = &vp->pci;
+  unsigned cap = vp->pci_cfg_cap;
+  unsigned bar_field = cap + 4, off_field = cap + 8, data_field = cap + 16;
+  if (offset >= data_field + 4 || offset + size <= bar_field)
+    return;
+  uint32_t bar_off = config_le32(dev, off_field);
+  uint32_t len = config_le32(dev, off_field + 4);
+  bool valid = dev->config[bar_field] == NB_VIRTIO_PCI_BAR && (len == 1 || len == 2 || len == 4) &&
+               bar_off % len == 0 && bar_off <= NB_VIRTIO_PCI_BAR_SIZE - len;
+  if (!valid)
+    return;
+  if (offset < data_field + 4 && offset + size > data_field) {
+    bar_write(vp, bar_off, config_le32(dev, data_field), len);
+  } else {
+    uint32_t v = GUINT32_TO_LE((uint32_t)bar_read(vp, bar_off, len));
+    memcpy(dev->config + data_field, &v, 4);
+  }
+}
+
 static void
 pci_config_written(NbPciDevice *dev, unsigned offset, unsigned size)
 {
@@ -681,6 +718,7 @@ pci_config_written(NbPciDevice *dev, unsigned offset, unsigned size)
   unsigned ctrl = vp->msix_cap + 2;
   if (offset < ctrl + 2 && offset + size > ctrl)
     msix_control_changed(vp);
+  pci_cfg_window(vp, offset, size);
 }
 
 static const NbPciDeviceOps pci_ops = { pci_config_written, pci_bar_changed };
@@ -870,6 +908,15 @@ nb_virtio_pci_new(NbGuestMemory *mem, const NbVirtioDeviceInfo *info, GError **e
   add_virtio_cap(vp, CAP_NOTIFY_CFG, NB_VIRTIO_PCI_NOTIFY_OFF,
                  NB_VIRTIO_PCI_NOTIFY_MULT * info->num_queues, true);
   add_msix_cap(vp);
+  {
+    uint8_t body[18] = { 0 }, writable[18] = { 0 };
+    body[0] = 20;
+    body[1] = CAP_PCI_CFG;
+    writable[2] = 0xff;                  /* bar */
+    memset(writable + 6, 0xff, 12);      /* offset, length, data */
+    vp->pci_cfg_cap = nb_pci_device_add_capability(&vp->pci, NB_PCI_CAP_ID_VENDOR, body,
+                                                   sizeof body, writable);
+  }
 
   vp->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (vp->epfd < 0) {

@@ -574,6 +574,43 @@ test_indirect_through_transport(Fixture *f, gconstpointer data)
 }
 
 static void
+test_pci_cfg_window(Fixture *f, gconstpointer data)
+{
+  TestDriver *td = &f->td;
+  unsigned cap = td_find_virtio_cap(td, 5);
+  g_assert_cmpuint(cap, !=, 0);
+  g_assert_cmpuint(td_cfg_read(td, cap + 2, 1), ==, 20);
+  /* Read num_queues through config space. */
+  td_cfg_write(td, cap + 4, NB_VIRTIO_PCI_BAR, 1);
+  td_cfg_write(td, cap + 8, 0x12, 4);
+  td_cfg_write(td, cap + 12, 2, 4);
+  g_assert_cmpuint(td_cfg_read(td, cap + 16, 2), ==, ECHO_QUEUES);
+  /* Write queue_select through it. */
+  td_cfg_write(td, cap + 8, 0x16, 4);
+  td_cfg_write(td, cap + 16, 1, 4);
+  g_assert_cmpuint(td_bar_read(td, 0x16, 2), ==, 1);
+  /* Device config through the window. */
+  td_cfg_write(td, cap + 8, NB_VIRTIO_PCI_DEVICE_OFF, 4);
+  td_cfg_write(td, cap + 12, 4, 4);
+  g_assert_cmpuint(td_cfg_read(td, cap + 16, 4), ==, 0x44434241);
+  /* Bad lengths, misaligned or out-of-BAR offsets and other BARs do nothing. */
+  td_cfg_write(td, cap + 8, 0x16, 4);
+  td_cfg_write(td, cap + 12, 3, 4);
+  td_cfg_write(td, cap + 16, 0, 4);
+  td_cfg_write(td, cap + 12, 2, 4);
+  td_cfg_write(td, cap + 8, 0x17, 4);
+  td_cfg_write(td, cap + 16, 0, 4);
+  td_cfg_write(td, cap + 8, NB_VIRTIO_PCI_BAR_SIZE, 4);
+  td_cfg_write(td, cap + 16, 0, 4);
+  td_cfg_write(td, cap + 8, 0xfffffffe, 4);
+  td_cfg_write(td, cap + 16, 0, 4);
+  td_cfg_write(td, cap + 4, 3, 1);
+  td_cfg_write(td, cap + 8, 0x16, 4);
+  td_cfg_write(td, cap + 16, 0, 4);
+  g_assert_cmpuint(td_bar_read(td, 0x16, 2), ==, 1);
+}
+
+static void
 test_bar_garbage(Fixture *f, gconstpointer data)
 {
   /* Every offset and size in the BAR, read and written with junk, before
@@ -615,6 +652,7 @@ main(int argc, char **argv)
   T("reset-during-io", test_reset_during_io);
   T("event-idx-suppression", test_event_idx_suppression);
   T("indirect", test_indirect_through_transport);
+  T("pci-cfg-window", test_pci_cfg_window);
   T("bar-garbage", test_bar_garbage);
 #undef T
   return g_test_run();
