@@ -171,7 +171,8 @@ nb_qcow2_update_tree_refcounts(NbQcow2 *s, uint64_t *l1, uint32_t l1_size, int a
     if (changed) {
       if (!nb_block_pwrite_full(s->block->fd, table, s->cluster_size, l2, s->block->path, error))
         return false;
-      nb_qcow2_cache_put(s, &s->l2_cache, l2, table);
+      if (!nb_qcow2_cache_put(s, &s->l2_cache, l2, table, error))
+        return false;
     }
     if (addend != 0 && !nb_qcow2_refcount_update_range(s, l2, 1, addend, error))
       return false;

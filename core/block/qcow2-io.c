@@ -160,9 +160,13 @@ writable_l2(NbQcow2 *s, uint64_t vc, uint64_t *l2_out, GError **error)
   uint64_t fresh;
   if (!nb_qcow2_alloc_cluster(s, &fresh, error))
     return false;
-  if (!nb_block_pwrite_full(s->block->fd, table, s->cluster_size, fresh, s->block->path, error))
+  /* The table and the counts it relies on reach the disk before L1 points at it. */
+  if (!nb_block_pwrite_full(s->block->fd, table, s->cluster_size, fresh, s->block->path, error) ||
+      !nb_block_fdatasync(s->block->fd, s->block->path, error))
     return false;
-  nb_qcow2_cache_put(s, &s->l2_cache, fresh, table);
+  s->refcounts_unsynced = false;
+  if (!nb_qcow2_cache_put(s, &s->l2_cache, fresh, table, error))
+    return false;
   s->l1[l1i] = fresh | QCOW2_OFLAG_COPIED;
   if (!nb_qcow2_write_l1_entry(s, l1i, error))
     return false;
@@ -187,10 +191,7 @@ set_entry(NbQcow2 *s, uint64_t vc, uint64_t entry, GError **error)
   uint64_t old = GUINT64_FROM_BE(be);
   be = GUINT64_TO_BE(entry);
   memcpy(table + at, &be, 8);
-  if (!nb_qcow2_cache_write(s, l2, table, at, 8, error)) {
-    nb_qcow2_cache_drop(&s->l2_cache, l2);
-    return false;
-  }
+  nb_qcow2_cache_mark_dirty(&s->l2_cache, l2);
   release_entry(s, old, entry & QCOW2_OFFSET_MASK);
   return true;
 }

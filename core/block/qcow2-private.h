@@ -39,12 +39,12 @@
 #define QCOW2_HDR_INCOMPAT 72
 #define QCOW2_HDR_AUTOCLEAR 88
 
-/* A small table cache: L2 tables and refcount blocks, one cluster each.
- * Write-through: every change reaches the file at once, in program order, so
- * that the order of metadata writes is the order of the code. */
+/* A small table cache: L2 tables (written back) and refcount blocks (written
+ * through), one cluster each; see qcow2-cache.c for the ordering. */
 typedef struct {
   uint64_t offset;   /* host offset of the cluster; 0 = free slot */
   uint64_t used;     /* LRU clock */
+  bool dirty;        /* changed in memory, not yet in the file (L2 only) */
   uint8_t *data;     /* the cluster as on disk (big-endian) */
 } NbQcow2CacheSlot;
 
@@ -94,6 +94,7 @@ typedef struct {
   NbQcow2Cache rb_cache;
 
   uint64_t end_cluster;          /* first cluster past everything in use */
+  bool refcounts_unsynced;       /* refcount writes since the last fdatasync */
   uint64_t free_hint;            /* no free cluster below this one */
   GArray *reserved;              /* uint64 clusters counted but not used yet */
   unsigned reserve_batch;
@@ -126,7 +127,12 @@ void nb_qcow2_cache_clear(NbQcow2Cache *cache);
 void nb_qcow2_cache_drop(NbQcow2Cache *cache, uint64_t offset);
 uint8_t *nb_qcow2_cache_get(NbQcow2 *s, NbQcow2Cache *cache, uint64_t offset, GError **error);
 /* Puts a cluster the caller just wrote to the file into the cache. */
-void nb_qcow2_cache_put(NbQcow2 *s, NbQcow2Cache *cache, uint64_t offset, const uint8_t *data);
+bool nb_qcow2_cache_put(NbQcow2 *s, NbQcow2Cache *cache, uint64_t offset, const uint8_t *data,
+                        GError **error);
+/* The cached cluster at offset was changed in memory: write it back later. */
+void nb_qcow2_cache_mark_dirty(NbQcow2Cache *cache, uint64_t offset);
+/* Writes every dirty cluster back (syncing refcounts first). */
+bool nb_qcow2_cache_flush(NbQcow2 *s, NbQcow2Cache *cache, GError **error);
 /* Writes bytes [start, start+len) of a cached cluster through to the file. */
 bool nb_qcow2_cache_write(NbQcow2 *s, uint64_t offset, const uint8_t *data, size_t start,
                           size_t len, GError **error);

@@ -264,6 +264,7 @@ nb_qcow2_refcount_set(NbQcow2 *s, uint64_t cluster, uint64_t value, GError **err
     nb_qcow2_cache_drop(&s->rb_cache, rb_offset);
     return false;
   }
+  s->refcounts_unsynced = true;
   if (cluster >= s->end_cluster && value > 0)
     s->end_cluster = cluster + 1;
   return true;
@@ -328,10 +329,11 @@ refill_reserve(NbQcow2 *s, GError **error)
     g_array_append_val(s->reserved, c);
     got++;
   }
-  /* Sequential writers get bigger batches: fewer syncs. */
+  /* Sequential writers get bigger batches. No sync here: the counts are
+   * synced before any table that points at these clusters is written. */
   if (s->reserve_batch < 1024)
     s->reserve_batch *= 2;
-  return nb_block_fdatasync(s->block->fd, s->block->path, error);
+  return true;
 }
 
 bool
@@ -371,8 +373,10 @@ nb_qcow2_free_later(NbQcow2 *s, uint64_t offset, uint64_t len)
 bool
 nb_qcow2_sync(NbQcow2 *s, GError **error)
 {
-  if (!nb_block_fdatasync(s->block->fd, s->block->path, error))
+  if (!nb_qcow2_cache_flush(s, &s->l2_cache, error) ||
+      !nb_block_fdatasync(s->block->fd, s->block->path, error))
     return false;
+  s->refcounts_unsynced = false;
   if (s->pending_free->len == 0)
     return true;
   g_autoptr(GArray) todo = g_steal_pointer(&s->pending_free);
@@ -381,6 +385,11 @@ nb_qcow2_sync(NbQcow2 *s, GError **error)
     uint64_t c = g_array_index(todo, uint64_t, i);
     if (!nb_qcow2_refcount_update_range(s, c << s->cluster_bits, 1, -1, error))
       return false;
+    uint64_t left;
+    if (!nb_qcow2_refcount_get(s, c, &left, error))
+      return false;
+    if (left == 0)   /* a freed L2 table must not come back from the cache */
+      nb_qcow2_cache_drop(&s->l2_cache, c << s->cluster_bits);
   }
   return true;
 }
