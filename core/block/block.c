@@ -151,6 +151,14 @@ nb_block_open_backing(const NbBlock *child, const char *path, NbBlockFormat form
   }
   /* Before opening: the image that loops back is locked by us already. */
   struct stat st;
+  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+    /* An image file must not reach host devices (a crafted image naming
+     * /dev/sda would show the host's disk to the guest). */
+    g_set_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_UNSUPPORTED,
+                "%s: its backing file %s is not a regular file, so it is not a disk image: "
+                "refused", child->path, path);
+    return NULL;
+  }
   if (stat(path, &st) == 0) {
     for (const NbBlock *c = child; c != NULL; c = c->child) {
       if (c->dev == (uint64_t)st.st_dev && c->ino == (uint64_t)st.st_ino) {

@@ -70,9 +70,10 @@ bool nb_block_format_parse(const char *name, NbBlockFormat *out, GError **error)
 /* Bytes the image file takes on the host (allocated blocks). */
 uint64_t nb_block_allocated_bytes(NbBlock *block);
 
-/* Whether the bytes at offset are stored in this image itself (not zero and
- * not left to a backing file); *pnum gets how many bytes (at most len) from
- * offset have the same answer. Used by convert to skip holes. */
+/* Whether the bytes at offset may read as non-zero (false: they certainly
+ * read as zeroes, through the whole backing chain); *pnum gets how many bytes
+ * (at most len) from offset have the same answer. Used by convert to skip
+ * holes. */
 bool nb_block_is_allocated(NbBlock *block, uint64_t offset, uint64_t len, uint64_t *pnum);
 
 /* Creates an empty raw image of size bytes (sparse). Refuses to overwrite an

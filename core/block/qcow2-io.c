@@ -323,9 +323,11 @@ write_zero_bytes(NbQcow2 *s, uint64_t pos, size_t len, GError **error)
   return write_locked(s, &v, 1, pos, error);
 }
 
-/* Makes [offset, offset+len) read as zeroes, dropping whole clusters. */
+/* Makes [offset, offset+len) read as zeroes, dropping whole clusters: as
+ * zero clusters (version 3) for write-zeroes, or unallocated for discard
+ * where nothing shows through from a backing file. */
 static bool
-zero_locked(NbQcow2 *s, uint64_t offset, uint64_t len, GError **error)
+zero_locked(NbQcow2 *s, uint64_t offset, uint64_t len, bool discard, GError **error)
 {
   for (uint64_t done = 0; done < len;) {
     uint64_t pos = offset + done;
@@ -344,7 +346,7 @@ zero_locked(NbQcow2 *s, uint64_t offset, uint64_t len, GError **error)
         if (!write_zero_bytes(s, pos, n, error))
           return false;
       } else {
-        uint64_t entry = s->backing != NULL ? QCOW2_OFLAG_ZERO : 0;
+        uint64_t entry = (s->backing != NULL || (!discard && s->version >= 3)) ? QCOW2_OFLAG_ZERO : 0;
         if (!set_entry(s, vc, entry, error))
           return false;
       }
@@ -357,11 +359,21 @@ zero_locked(NbQcow2 *s, uint64_t offset, uint64_t len, GError **error)
 }
 
 static bool
-qcow2_zero(NbBlock *block, uint64_t offset, uint64_t len, GError **error)
+qcow2_discard(NbBlock *block, uint64_t offset, uint64_t len, GError **error)
 {
   NbQcow2 *s = block->opaque;
   g_mutex_lock(&s->lock);
-  bool ok = zero_locked(s, offset, len, error);
+  bool ok = zero_locked(s, offset, len, true, error);
+  g_mutex_unlock(&s->lock);
+  return ok;
+}
+
+static bool
+qcow2_write_zeroes(NbBlock *block, uint64_t offset, uint64_t len, GError **error)
+{
+  NbQcow2 *s = block->opaque;
+  g_mutex_lock(&s->lock);
+  bool ok = zero_locked(s, offset, len, false, error);
   g_mutex_unlock(&s->lock);
   return ok;
 }
@@ -441,7 +453,7 @@ resize_locked(NbQcow2 *s, uint64_t new_size, GError **error)
    * space: that part of the disk starts as zeroes. */
   if (s->backing != NULL && nb_block_size(s->backing) > old_size) {
     uint64_t end = MIN(new_size, nb_block_size(s->backing));
-    if (!zero_locked(s, old_size, end - old_size, error))
+    if (!zero_locked(s, old_size, end - old_size, false, error))
       return false;
   }
   return nb_qcow2_sync(s, error);
@@ -502,8 +514,8 @@ const NbBlockDriver nb_qcow2_driver = {
   .preadv = qcow2_preadv,
   .pwritev = qcow2_pwritev,
   .flush = qcow2_flush,
-  .discard = qcow2_zero,
-  .write_zeroes = qcow2_zero,
+  .discard = qcow2_discard,
+  .write_zeroes = qcow2_write_zeroes,
   .resize = qcow2_resize,
   .is_allocated = qcow2_is_allocated,
   .close = nb_qcow2_close,

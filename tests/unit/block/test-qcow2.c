@@ -297,6 +297,79 @@ test_check(void)
   bt_rmdir(dir);
 }
 
+typedef struct {
+  NbBlock *b;
+  int index;
+} Worker;
+
+static gpointer
+worker(gpointer data)
+{
+  /* Each thread owns a 1 MiB region: writes, zeroes and reads there. */
+  Worker *w = data;
+  uint64_t base = (uint64_t)w->index << 20;
+  uint8_t buf[10000], back[10000];
+  for (int i = 0; i < 200; i++) {
+    uint64_t off = base + (uint64_t)((i * 7919) % ((1 << 20) - 10000));
+    bt_fill(buf, sizeof buf, (uint32_t)(w->index * 1000 + i));
+    bt_write(w->b, buf, sizeof buf, off);
+    bt_read(w->b, back, sizeof back, off);
+    g_assert_cmpmem(back, sizeof back, buf, sizeof buf);
+    if (i % 20 == 0)
+      g_assert_true(nb_block_write_zeroes(w->b, base, 65536, NULL));
+  }
+  return NULL;
+}
+
+static void
+test_threads(void)
+{
+  g_autofree char *dir = bt_tmpdir();
+  g_autofree char *path = g_build_filename(dir, "t.qcow2", NULL);
+  g_autoptr(GError) error = NULL;
+  NbQcow2CreateOptions o = { .cluster_bits = 12 };
+  g_assert_true(nb_qcow2_create(path, 8 << 20, &o, &error));
+  NbBlock *b = open_rw(path);
+  Worker w[4];
+  GThread *t[4];
+  for (int i = 0; i < 4; i++) {
+    w[i] = (Worker){ b, i };
+    t[i] = g_thread_new("io", worker, &w[i]);
+  }
+  for (int i = 0; i < 4; i++)
+    g_thread_join(t[i]);
+  nb_block_close(b);
+  bt_assert_qemu_check(path, false);
+  bt_rmdir(dir);
+}
+
+static void
+test_zero_flag(void)
+{
+  /* write-zeroes leaves zero clusters (version 3); discard leaves holes. */
+  g_autofree char *dir = bt_tmpdir();
+  g_autofree char *path = g_build_filename(dir, "z.qcow2", NULL);
+  g_autoptr(GError) error = NULL;
+  g_assert_true(nb_qcow2_create(path, 1 << 20, NULL, &error));
+  {
+    g_autoptr(NbBlock) b = open_rw(path);
+    uint8_t buf[131072];
+    memset(buf, 7, sizeof buf);
+    bt_write(b, buf, sizeof buf, 0);
+    g_assert_true(nb_block_write_zeroes(b, 0, 65536, &error));
+    g_assert_true(nb_block_discard(b, 65536, 65536, &error));
+  }
+  g_autofree char *out = NULL;
+  bt_run(&out, "qemu-img map --output=json '%s'", path);
+  if (strstr(out, "\"start\": 0, \"length\": 65536, \"depth\": 0, \"present\": true, \"zero\": true, \"data\": false") == NULL ||
+      strstr(out, "\"start\": 65536, \"length\": 983040, \"depth\": 0, \"present\": false, \"zero\": true") == NULL)
+    g_error("unexpected map:\n%s", out);
+  bt_run(&out, "qemu-io -c 'read -P 0 0 128k' '%s'", path);
+  g_assert_nonnull(strstr(out, "read 131072/131072"));
+  bt_assert_qemu_check(path, false);
+  bt_rmdir(dir);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -307,5 +380,7 @@ main(int argc, char **argv)
   g_test_add_func("/block/qcow2/backing-chain", test_backing_chain);
   g_test_add_func("/block/qcow2/snapshots", test_snapshots);
   g_test_add_func("/block/qcow2/check", test_check);
+  g_test_add_func("/block/qcow2/threads", test_threads);
+  g_test_add_func("/block/qcow2/zero-flag", test_zero_flag);
   return g_test_run();
 }
