@@ -364,6 +364,7 @@ test_zero_flag(void)
   if (strstr(out, "\"start\": 0, \"length\": 65536, \"depth\": 0, \"present\": true, \"zero\": true, \"data\": false") == NULL ||
       strstr(out, "\"start\": 65536, \"length\": 983040, \"depth\": 0, \"present\": false, \"zero\": true") == NULL)
     g_error("unexpected map:\n%s", out);
+  g_clear_pointer(&out, g_free);
   bt_run(&out, "qemu-io -c 'read -P 0 0 128k' '%s'", path);
   g_assert_nonnull(strstr(out, "read 131072/131072"));
   bt_assert_qemu_check(path, false);
