@@ -10,6 +10,7 @@ run_packages=(
   build-essential meson ninja-build pkg-config
   libglib2.0-dev libglib2.0-bin
   busybox-static cpio kmod file
+  zlib1g-dev
 )
 # The test tiers: the KVM sandbox, real peers, sanitizers and fuzzing.
 test_packages=(
