@@ -150,7 +150,7 @@ cmd_create(Tool *t, int argc, char **argv)
     { "backing", 'b', 0, G_OPTION_ARG_FILENAME, &backing, "backing file (qcow2 only)", "FILE" },
     { "backing-format", 'F', 0, G_OPTION_ARG_STRING, &backing_format, "its format", "FMT" },
     { "cluster-size", 0, 0, G_OPTION_ARG_STRING, &cluster, "qcow2 cluster size (64K)", "SIZE" },
-    { NULL }
+    G_OPTION_ENTRY_NULL
   };
   int status = 0;
   g_autoptr(GOptionContext) ctx = parse(t, "FILE [SIZE] - make a new disk", entries, &argc,
@@ -278,7 +278,7 @@ cmd_info(Tool *t, int argc, char **argv)
     { "format", 'f', 0, G_OPTION_ARG_STRING, &format, "the disk's format (default: detect)", "FMT" },
     { "no-lock", 'U', 0, G_OPTION_ARG_NONE, &no_lock,
       "read a disk that is in use (the answer may be stale)", NULL },
-    { NULL }
+    G_OPTION_ENTRY_NULL
   };
   int status = 0;
   g_autoptr(GOptionContext) ctx = parse(t, "FILE - describe a disk", entries, &argc, &argv,
@@ -319,7 +319,7 @@ cmd_info(Tool *t, int argc, char **argv)
 static int
 cmd_resize(Tool *t, int argc, char **argv)
 {
-  const GOptionEntry entries[] = { { NULL } };
+  const GOptionEntry entries[] = { G_OPTION_ENTRY_NULL };
   int status = 0;
   g_autoptr(GOptionContext) ctx = parse(t, "FILE [+]SIZE - grow a disk", entries, &argc,
                                         &argv, &status);
@@ -357,7 +357,7 @@ cmd_convert(Tool *t, int argc, char **argv)
     { "format", 'f', 0, G_OPTION_ARG_STRING, &format, "source format (default: detect)", "FMT" },
     { "output-format", 'O', 0, G_OPTION_ARG_STRING, &out_format, "qcow2 (default) or raw", "FMT" },
     { "cluster-size", 0, 0, G_OPTION_ARG_STRING, &cluster, "qcow2 cluster size (64K)", "SIZE" },
-    { NULL }
+    G_OPTION_ENTRY_NULL
   };
   int status = 0;
   g_autoptr(GOptionContext) ctx = parse(t, "SRC DST - copy a disk into a new image", entries,
@@ -394,7 +394,7 @@ cmd_check(Tool *t, int argc, char **argv)
   const GOptionEntry entries[] = {
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "machine-readable output", NULL },
     { "repair", 'r', 0, G_OPTION_ARG_NONE, &repair, "free leaked clusters", NULL },
-    { NULL }
+    G_OPTION_ENTRY_NULL
   };
   int status = 0;
   g_autoptr(GOptionContext) ctx = parse(t, "FILE - check a qcow2 disk", entries, &argc, &argv,
@@ -456,7 +456,7 @@ cmd_check(Tool *t, int argc, char **argv)
 static int
 cmd_snapshot(Tool *t, int argc, char **argv)
 {
-  const GOptionEntry entries[] = { { NULL } };
+  const GOptionEntry entries[] = { G_OPTION_ENTRY_NULL };
   int status = 0;
   g_autoptr(GOptionContext) ctx = parse(t, "list|create|apply|delete FILE [NAME]", entries,
                                         &argc, &argv, &status);

@@ -65,7 +65,7 @@ echo
 echo "| case                         | Nestbox                        | qemu-img bench                 | ratio |"
 echo "|------------------------------|--------------------------------|--------------------------------|-------|"
 # Random: a large odd step wraps around the disk, visiting offsets in a scattered order.
-run_case "sequential read 1 MiB"       read  1048576 $((size_mb * 2)) 1048576
-run_case "random read 4 KiB"           read  4096    30000 $((4096 * 7919))
+run_case "sequential read 1 MiB"       read  1048576 $((size_mb * 8)) 1048576
+run_case "random read 4 KiB"           read  4096    60000 $((4096 * 7919))
 run_case "sequential write 1 MiB (new)" write 1048576 $((size_mb)) 1048576
 run_case "random write 4 KiB (new)"    write 4096    30000 $((4096 * 7919))

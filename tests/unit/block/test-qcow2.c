@@ -127,7 +127,6 @@ test_backing_chain(void)
 {
   g_autofree char *dir = bt_tmpdir();
   g_autofree char *base = g_build_filename(dir, "base.raw", NULL);
-  g_autofree char *mid = g_build_filename(dir, "mid.qcow2", NULL);
   g_autofree char *top = g_build_filename(dir, "top.qcow2", NULL);
   g_autofree char *ours = g_build_filename(dir, "ours.qcow2", NULL);
   size_t size = 4 << 20;
@@ -283,7 +282,6 @@ test_check(void)
   /* Make a leak the way a crash does: a counted cluster nobody uses. */
   g_assert_cmpint(bt_run(NULL, "qemu-img snapshot -c s '%s' && "
                          "qemu-img snapshot -d s '%s'", path, path), ==, 0);
-  g_autofree char *out = NULL;
   {
     g_autoptr(NbBlock) b = open_rw(path);
     bt_write(b, "x", 1, 0);
