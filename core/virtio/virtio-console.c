@@ -485,10 +485,24 @@ listen_unix(const char *path, GError **error)
                   path);
       return -1;
     }
+    /* A socket someone still listens on belongs to a running machine. */
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool live = probe >= 0 && connect(probe, (struct sockaddr *)&addr, sizeof addr) == 0;
+    if (probe >= 0)
+      close(probe);
+    if (live) {
+      g_set_error(error, NB_VIRTIO_ERROR, NB_VIRTIO_ERROR_FAILED,
+                  "cannot listen on %s for a console port: another process is listening there",
+                  path);
+      return -1;
+    }
     unlink(path);   /* left by an earlier run */
   }
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(fd, 4) < 0) {
+  /* Only this user may talk to the guest (the guest agent port can run
+   * commands in it): tighten the mode before anyone can connect. */
+  if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0 || chmod(path, 0600) < 0 ||
+      listen(fd, 4) < 0) {
     int e = errno;
     g_set_error(error, NB_VIRTIO_ERROR, NB_VIRTIO_ERROR_FAILED,
                 "cannot listen on %s for a console port: %s", path, g_strerror(e));

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -203,6 +204,15 @@ test_config(Fixture *f, gconstpointer data)
 }
 
 static void
+test_socket_mode(Fixture *f, gconstpointer data)
+{
+  struct stat st;
+  g_assert_cmpint(stat(f->sock, &st), ==, 0);
+  g_assert_true(S_ISSOCK(st.st_mode));
+  g_assert_cmpuint(st.st_mode & 0777, ==, 0600);
+}
+
+static void
 test_hvc0(Fixture *f, gconstpointer data)
 {
   handshake(f);
@@ -355,6 +365,25 @@ test_bad_specs(void)
   g_assert_true(g_file_get_contents(file, &contents, NULL, NULL));
   g_assert_cmpstr(contents, ==, "keep me");
 
+  /* A socket a running machine listens on is not taken over; a stale one is. */
+  g_autofree char *live = g_build_filename(dir, "live.sock", NULL);
+  NbVirtioConsolePortSpec live_spec[] = { { "a", live } };
+  NbVirtioConsole *first = nb_virtio_console_new(td.mem, live_spec, 1, NULL, NULL, &error);
+  g_assert_no_error(error);
+  g_assert_null(nb_virtio_console_new(td.mem, live_spec, 1, NULL, NULL, &error));
+  g_assert_nonnull(strstr(error->message, "another process"));
+  g_clear_error(&error);
+  nb_virtio_console_free(first);
+  int stale = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  g_strlcpy(addr.sun_path, live, sizeof addr.sun_path);
+  g_assert_cmpint(bind(stale, (struct sockaddr *)&addr, sizeof addr), ==, 0);
+  close(stale);
+  NbVirtioConsole *second = nb_virtio_console_new(td.mem, live_spec, 1, NULL, NULL, &error);
+  g_assert_no_error(error);
+  nb_virtio_console_free(second);
+  g_assert_false(g_file_test(live, G_FILE_TEST_EXISTS));
+
   g_autofree char *s1 = g_build_filename(dir, "s1", NULL);
   NbVirtioConsolePortSpec slash[] = { { "a/b", s1 } };
   g_assert_null(nb_virtio_console_new(td.mem, slash, 1, NULL, NULL, &error));
@@ -374,6 +403,7 @@ main(int argc, char **argv)
   g_test_init(&argc, &argv, NULL);
 #define T(name, fn) g_test_add("/virtio-console/" name, Fixture, NULL, setup, fn, teardown)
   T("config", test_config);
+  T("socket-mode", test_socket_mode);
   T("hvc0", test_hvc0);
   T("named-port", test_named_port);
   T("big-transfer", test_big_transfer);
