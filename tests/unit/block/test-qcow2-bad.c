@@ -158,6 +158,7 @@ test_bad_headers(void)
     g_autoptr(GError) error = NULL;
     g_autoptr(NbBlock) b = nb_block_open(p, &ro, &error);
     g_assert_no_error(error);
+    g_assert_nonnull(b);
   }
   g_free(p);
 
@@ -200,6 +201,8 @@ test_bad_l2_entries(void)
     g_assert_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_CORRUPT);
     g_clear_error(&error);
   }
+  g_autofree char *after = bt_file_checksum(p);
+  g_assert_cmpstr(before, ==, after);
   /* The rest of the disk still works. */
   bt_write(b, "ok", 2, 5 * 65536);
   bt_rmdir(dir);
@@ -231,6 +234,7 @@ test_bad_backing(void)
   {
     g_autoptr(NbBlock) blk = nb_block_open(ok, NULL, &error);
     g_assert_no_error(error);
+    g_assert_nonnull(blk);
   }
 
   /* Names that reach beyond local files, control characters, devices,
