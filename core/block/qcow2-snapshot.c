@@ -144,6 +144,10 @@ write_snapshot_table(NbQcow2 *s, GError **error)
 static bool
 write_active_l1(NbQcow2 *s, GError **error)
 {
+  /* The counts the new entries rely on are on disk before the entries. */
+  if (s->refcounts_unsynced && !nb_block_fdatasync(s->block->fd, s->block->path, error))
+    return false;
+  s->refcounts_unsynced = false;
   g_autofree uint64_t *be = g_new(uint64_t, MAX(s->l1_size, 1));
   for (uint32_t i = 0; i < s->l1_size; i++)
     be[i] = GUINT64_TO_BE(s->l1[i]);
