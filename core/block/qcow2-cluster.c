@@ -64,7 +64,7 @@ nb_qcow2_check_data_offset(NbQcow2 *s, uint64_t offset, GError **error)
   if (offset >= image_limit(s) + (UINT64_C(1) << 30))
     return nb_qcow2_corrupt(s, error, "data cluster at 0x%" G_GINT64_MODIFIER
                             "x lies far beyond the end of the file", offset);
-  if (hits_fixed_metadata(s, offset))
+  if (hits_fixed_metadata(s, offset) || g_hash_table_contains(s->meta, &offset))
     return nb_qcow2_corrupt(s, error, "data cluster at 0x%" G_GINT64_MODIFIER
                             "x overlaps the header or another table", offset);
   return true;

@@ -168,6 +168,7 @@ writable_l2(NbQcow2 *s, uint64_t vc, uint64_t *l2_out, GError **error)
   if (!nb_qcow2_cache_put(s, &s->l2_cache, fresh, table, error))
     return false;
   s->l1[l1i] = fresh | QCOW2_OFLAG_COPIED;
+  nb_qcow2_meta_add(s, fresh);
   if (!nb_qcow2_write_l1_entry(s, l1i, error))
     return false;
   if (old != 0)

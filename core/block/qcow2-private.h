@@ -92,6 +92,9 @@ typedef struct {
 
   NbQcow2Cache l2_cache;
   NbQcow2Cache rb_cache;
+  /* Host offsets of refcount blocks and active L2 tables: a data cluster
+   * there would let guest writes overwrite metadata. */
+  GHashTable *meta;
 
   uint64_t end_cluster;          /* first cluster past everything in use */
   bool refcounts_unsynced;       /* refcount writes since the last fdatasync */
@@ -188,6 +191,8 @@ void nb_qcow2_snapshot_entry_clear(NbQcow2SnapshotEntry *entry);
 
 /* qcow2.c */
 void nb_qcow2_close(NbBlock *block);
+void nb_qcow2_meta_add(NbQcow2 *s, uint64_t offset);
+void nb_qcow2_meta_remove(NbQcow2 *s, uint64_t offset);
 bool nb_qcow2_write_l1_entry(NbQcow2 *s, uint64_t index, GError **error);
 bool nb_qcow2_header_write(NbQcow2 *s, size_t field, const void *data, size_t len,
                            GError **error);

@@ -202,6 +202,7 @@ ensure_refblock(NbQcow2 *s, uint64_t cluster, GError **error)
       if (!write_u64_be(s, s->reftable_offset + j * 8, rb, error))
         return false;
       s->reftable[j] = rb;
+      nb_qcow2_meta_add(s, rb);
     }
     return true;
   }
@@ -211,6 +212,8 @@ ensure_refblock(NbQcow2 *s, uint64_t cluster, GError **error)
   memcpy(table, s->reftable, s->reftable_entries * 8);
   for (guint k = 0; k < need->len; k++)
     table[g_array_index(need, uint64_t, k)] = (start + k) << s->cluster_bits;
+  for (guint k = 0; k < need->len; k++)
+    nb_qcow2_meta_add(s, (start + k) << s->cluster_bits);
   g_autofree uint64_t *be = g_new(uint64_t, new_entries);
   for (uint64_t j = 0; j < new_entries; j++)
     be[j] = GUINT64_TO_BE(table[j]);
@@ -289,8 +292,13 @@ nb_qcow2_refcount_update_range(NbQcow2 *s, uint64_t offset, uint64_t len, int ad
     v += (uint64_t)(int64_t)addend;
     if (!nb_qcow2_refcount_set(s, c, v, error))
       return false;
-    if (v == 0)
+    if (v == 0) {
       s->free_hint = MIN(s->free_hint, c);
+      /* A freed table must not come back from the cache, nor guard its
+       * cluster against reuse as data. */
+      nb_qcow2_cache_drop(&s->l2_cache, c << s->cluster_bits);
+      nb_qcow2_meta_remove(s, c << s->cluster_bits);
+    }
   }
   return true;
 }
@@ -385,11 +393,6 @@ nb_qcow2_sync(NbQcow2 *s, GError **error)
     uint64_t c = g_array_index(todo, uint64_t, i);
     if (!nb_qcow2_refcount_update_range(s, c << s->cluster_bits, 1, -1, error))
       return false;
-    uint64_t left;
-    if (!nb_qcow2_refcount_get(s, c, &left, error))
-      return false;
-    if (left == 0)   /* a freed L2 table must not come back from the cache */
-      nb_qcow2_cache_drop(&s->l2_cache, c << s->cluster_bits);
   }
   return true;
 }

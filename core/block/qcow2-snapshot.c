@@ -331,6 +331,9 @@ apply_locked(NbQcow2 *s, const char *name_or_id, GError **error)
     return false;
   g_autofree uint64_t *old = s->l1;
   s->l1 = g_steal_pointer(&snap);
+  for (uint32_t i = 0; i < s->l1_size; i++)
+    if ((s->l1[i] & QCOW2_OFFSET_MASK) != 0)
+      nb_qcow2_meta_add(s, s->l1[i] & QCOW2_OFFSET_MASK);
   if (!write_active_l1(s, error))
     return false;
   if (!nb_qcow2_update_tree_refcounts(s, old, s->l1_size, -1, false, error) ||

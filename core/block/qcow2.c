@@ -19,6 +19,18 @@ nb_qcow2_corrupt(NbQcow2 *s, GError **error, const char *format, ...)
   return false;
 }
 
+void
+nb_qcow2_meta_add(NbQcow2 *s, uint64_t offset)
+{
+  g_hash_table_add(s->meta, g_memdup2(&offset, sizeof offset));
+}
+
+void
+nb_qcow2_meta_remove(NbQcow2 *s, uint64_t offset)
+{
+  g_hash_table_remove(s->meta, &offset);
+}
+
 bool
 nb_qcow2_header_write(NbQcow2 *s, size_t field, const void *data, size_t len, GError **error)
 {
@@ -292,6 +304,8 @@ load_tables(NbQcow2 *s, GError **error)
     uint64_t l2 = s->l1[i] & QCOW2_OFFSET_MASK;
     if (l2 != 0 && !nb_qcow2_check_l2_offset(s, l2, error))
       return false;
+    if (l2 != 0)
+      nb_qcow2_meta_add(s, l2);
   }
   s->reftable = g_new0(uint64_t, s->reftable_entries);
   if (!nb_block_pread_full(s->block->fd, s->reftable, s->reftable_entries * 8,
@@ -311,6 +325,7 @@ load_tables(NbQcow2 *s, GError **error)
                  (uint64_t)s->reftable_clusters * s->cluster_size))
       return nb_qcow2_corrupt(s, error, "refcount block %" G_GUINT64_FORMAT
                               " overlaps the L1 or refcount table", i);
+    nb_qcow2_meta_add(s, rb);
   }
   s->end_cluster = MAX(max_cluster, 1);
   return true;
@@ -325,6 +340,8 @@ qcow2_free(NbQcow2 *s)
   nb_qcow2_cache_clear(&s->rb_cache);
   g_free(s->l1);
   g_free(s->reftable);
+  if (s->meta)
+    g_hash_table_unref(s->meta);
   if (s->reserved)
     g_array_free(s->reserved, TRUE);
   if (s->pending_free)
@@ -377,6 +394,7 @@ nb_qcow2_open(NbBlock *block, GError **error)
     return false;
   }
   s->file_size = (uint64_t)st.st_size;
+  s->meta = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
   s->reserved = g_array_new(FALSE, FALSE, sizeof(uint64_t));
   s->pending_free = g_array_new(FALSE, FALSE, sizeof(uint64_t));
   s->snapshots = g_array_new(FALSE, TRUE, sizeof(NbQcow2SnapshotEntry));

@@ -187,12 +187,14 @@ test_bad_l2_entries(void)
   patch64(p, l2, (3 * UINT64_C(65536)) | (UINT64_C(1) << 63));        /* onto the L1 table */
   patch64(p, l2 + 8, (UINT64_C(1) << 50) | (UINT64_C(1) << 63));       /* far past the end */
   patch64(p, l2 + 16, UINT64_C(1) << 62 | UINT64_C(1) << 40);          /* compressed, outside */
+  patch64(p, l2 + 24, (2 * UINT64_C(65536)) | (UINT64_C(1) << 63));    /* onto a refcount block */
+  patch64(p, l2 + 32, l2 | (UINT64_C(1) << 63));                         /* onto its own L2 table */
   g_autofree char *before = bt_file_checksum(p);
   g_autoptr(NbBlock) b = nb_block_open(p, NULL, &error);
   g_assert_no_error(error);
   uint8_t buf[65536];
   struct iovec iov = { buf, sizeof buf };
-  for (int i = 0; i < 3; i++) {
+  for (int i = 0; i < 5; i++) {
     g_assert_false(nb_block_preadv(b, &iov, 1, (uint64_t)i * 65536, &error));
     g_assert_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_CORRUPT);
     g_assert_nonnull(strstr(error->message, p));
