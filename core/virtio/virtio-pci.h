@@ -116,7 +116,8 @@ void nb_virtio_pci_notify_queue(NbVirtioPci *vp, unsigned queue);
 /* The device configuration changed. */
 void nb_virtio_pci_notify_config(NbVirtioPci *vp);
 /* The driver corrupted something: sets DEVICE_NEEDS_RESET, tells the driver,
- * and stops using the queues until it resets the device. */
+ * and stops using the queues until it resets the device. Called from device
+ * callbacks (transport lock held). */
 void nb_virtio_pci_set_broken(NbVirtioPci *vp, const char *why);
 
 /* Asks the worker to run queue_notify for queue soon (any thread): for host
@@ -124,11 +125,13 @@ void nb_virtio_pci_set_broken(NbVirtioPci *vp, const char *why);
 void nb_virtio_pci_kick(NbVirtioPci *vp, unsigned queue);
 
 /* Extra file descriptors the worker watches for the device (console
- * sockets). func runs on the worker with the transport lock held. */
+ * sockets). func runs on the worker with the transport lock held. These
+ * three are called from device callbacks (the lock is then held) or before
+ * the device is on the bus. */
 typedef void (*NbVirtioFdFunc)(void *ctx, int fd, uint32_t epoll_events);
 bool nb_virtio_pci_watch_fd(NbVirtioPci *vp, int fd, uint32_t epoll_events, NbVirtioFdFunc func,
                             void *ctx, GError **error);
-/* Changes the events of a watched fd (on the worker only). */
+/* Changes the events of a watched fd. */
 void nb_virtio_pci_modify_fd(NbVirtioPci *vp, int fd, uint32_t epoll_events);
-/* Stops watching (on the worker, or before the device runs). */
+/* Stops watching; an event already collected for it is dropped. */
 void nb_virtio_pci_unwatch_fd(NbVirtioPci *vp, int fd);
