@@ -12,7 +12,7 @@ src=$(cd "$here/../../.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/nb-bench-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-ninja -C "$build" core/libnbcore.a >/dev/null
+ninja -C "$build" core/libnbcore.a >"$work/ninja.log" || { cat "$work/ninja.log"; exit 1; }
 cc -O2 -D_GNU_SOURCE -I"$src/core" "$here/bench-block.c" -o "$work/bench-block" \
   "$build/core/libnbcore.a" $(pkg-config --cflags --libs glib-2.0 gio-2.0 gio-unix-2.0 zlib) -lpthread
 
