@@ -12,6 +12,7 @@ typedef struct {
   uint8_t config[8];
   unsigned resets, activations;
   gint handled;
+  gint settled;        /* handled, as of the end of the last worker run */
   unsigned delay_us;   /* per request, to have work in progress during a reset */
 } Echo;
 
@@ -64,6 +65,7 @@ echo_queue_notify(void *ctx, unsigned queue)
   } while (nb_virtqueue_enable_notify(vq));
   if (nb_virtqueue_should_notify(vq))
     nb_virtio_pci_notify_queue(e->vp, queue);
+  g_atomic_int_set(&e->settled, g_atomic_int_get(&e->handled));
 }
 
 static void
@@ -145,6 +147,19 @@ expect_hello(Fixture *f, unsigned q, uint16_t head, uint64_t reply)
   g_assert_cmpuint(id, ==, head);
   g_assert_cmpuint(len, ==, 5);
   g_assert_cmpmem(td_ptr(&f->td, reply, 5), 5, "olleh", 5);
+}
+
+/* Waits until the worker has finished with every request it took, its
+ * interrupt decision included, so "no interrupt" checks are not early. */
+static void
+settle(Fixture *f)
+{
+  for (unsigned i = 0; i < 5000; i++) {
+    if (g_atomic_int_get(&f->echo.settled) >= g_atomic_int_get(&f->echo.handled))
+      return;
+    g_usleep(1000);
+  }
+  g_assert_not_reached();
 }
 
 static void
@@ -328,7 +343,7 @@ test_intx(Fixture *f, gconstpointer data)
   head = send_hello(f, 0, &reply);
   td_kick(td, 0);
   expect_hello(f, 0, head, reply);
-  g_usleep(20000);
+  settle(f);
   g_assert_false(td->irq_state.line[gsi]);
   g_assert_cmpuint(td_bar_read(td, NB_VIRTIO_PCI_ISR_OFF, 1), ==, 1);
   g_assert_cmpuint(td->irq_state.msi_sent, ==, 0);
@@ -422,7 +437,7 @@ test_msix(Fixture *f, gconstpointer data)
   head = send_hello(f, 1, &reply);
   td_kick(td, 1);
   expect_hello(f, 1, head, reply);
-  g_usleep(20000);
+  settle(f);
   g_assert_cmpuint(td_irqfd_count(td, 0), ==, 0);
   g_assert_cmpuint(td_bar_read(td, NB_VIRTIO_PCI_PBA_OFF, 8), ==, 1u << 2);
   /* A new message while masked is used when it is delivered. */
@@ -439,7 +454,7 @@ test_msix(Fixture *f, gconstpointer data)
   head = send_hello(f, 0, &reply);
   td_kick(td, 0);
   expect_hello(f, 0, head, reply);
-  g_usleep(20000);
+  settle(f);
   g_assert_cmpuint(td->irq_state.routes, ==, 1);   /* vector 1 not yet routed */
   g_assert_cmpuint(td_bar_read(td, NB_VIRTIO_PCI_PBA_OFF, 8), ==, 1u << 1);
   td_cfg_write(td, cap + 2, 0x8000, 2);
@@ -452,7 +467,7 @@ test_msix(Fixture *f, gconstpointer data)
   head = send_hello(f, 0, &reply);
   td_kick(td, 0);
   expect_hello(f, 0, head, reply);
-  g_usleep(20000);
+  settle(f);
   g_assert_cmpuint(td_irqfd_count(td, 1), ==, 0);
   g_assert_cmpuint(td_bar_read(td, NB_VIRTIO_PCI_ISR_OFF, 1), ==, 0);
 }
@@ -537,7 +552,7 @@ test_event_idx_suppression(Fixture *f, gconstpointer data)
   head = send_hello(f, 0, &reply);
   td_kick(td, 0);
   expect_hello(f, 0, head, reply);
-  g_usleep(20000);
+  settle(f);
   g_assert_cmpuint(td_irqfd_count(td, 0), ==, 0);
   /* avail_event was published for the driver's side. */
   uint16_t *avail_event = td_ptr(td, tq->used + 4 + 8 * tq->size, 2);
