@@ -730,6 +730,9 @@ data_read(void *opaque, uint64_t offset, unsigned size)
   /* With nothing new the last byte reads again, as on hardware. */
   uint8_t v = dev->obuf;
   dev->obf = false;
+  /* The line drops before the next byte raises it again: IRQ 1 and 12 are
+   * edge-triggered, and a driver takes one byte per interrupt. */
+  update_irq(dev);
   refill(dev);
   update_irq(dev);
   g_mutex_unlock(&dev->lock);

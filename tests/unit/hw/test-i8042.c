@@ -124,6 +124,8 @@ aux_write(Fixture *f, uint8_t byte)
   out8(f, 0x60, byte);
 }
 
+static void mouse_enable(Fixture *f);
+
 static void
 test_self_tests(Fixture *f, gconstpointer unused)
 {
@@ -272,6 +274,30 @@ test_scancodes_set2(Fixture *f, gconstpointer unused)
   g_assert_false(nb_i8042_key_event(f->kbc, KEY_PROG1, true));
   g_assert_false(nb_i8042_key_event(f->kbc, 100000, true));
   expect_empty(f);
+}
+
+/* Linux's i8042 reads one byte per interrupt: every byte needs its own
+ * edge on the edge-triggered ISA line. */
+static void
+test_interrupt_per_byte(Fixture *f, gconstpointer unused)
+{
+  out8(f, 0x60, 0xf2);
+  unsigned raises = f->raises[1];
+  for (int i = 0; i < 3; i++) {
+    g_assert_true(f->level[1]);
+    g_assert_cmpuint(f->raises[1], ==, raises + i);
+    in8(f, 0x60);
+  }
+  g_assert_false(f->level[1]);
+  mouse_enable(f);
+  nb_i8042_mouse_event(f->kbc, 1, 1, 0, 0);
+  raises = f->raises[12];
+  for (int i = 0; i < 3; i++) {
+    g_assert_true(f->level[12]);
+    g_assert_cmpuint(f->raises[12], ==, raises + i);
+    in8(f, 0x60);
+  }
+  g_assert_false(f->level[12]);
 }
 
 static void
@@ -499,6 +525,7 @@ main(int argc, char **argv)
   ADD("/i8042/keyboard-commands", test_keyboard_commands);
   ADD("/i8042/scancodes-set2", test_scancodes_set2);
   ADD("/i8042/scancodes-translated", test_scancodes_translated);
+  ADD("/i8042/interrupt-per-byte", test_interrupt_per_byte);
   ADD("/i8042/disabled-keyboard-holds-bytes", test_disabled_keyboard_holds_bytes);
   ADD("/i8042/keyboard-queue-bounded", test_keyboard_queue_bounded);
   ADD("/i8042/mouse-probe", test_mouse_probe);
