@@ -391,7 +391,7 @@ test_avail_jump(Fixture *f, gconstpointer data)
   g_assert_true(nb_virtqueue_enable(&f->vq, QSIZE, DESC, AVAIL, USED, true, false, NULL));
   write16(f, AVAIL + 2, 0);
   offer(f, 0);
-  g_autofree NbVirtqElement *e = pop_ok(f);
+  g_free(pop_ok(f));
 }
 
 static void
@@ -477,7 +477,7 @@ test_no_interrupt_flag(Fixture *f, gconstpointer data)
 {
   put_desc(f, 0, DATA, 16, 0, 0);
   offer(f, 0);
-  g_autofree NbVirtqElement *e = pop_ok(f);
+  g_free(pop_ok(f));
   nb_virtqueue_push(&f->vq, 0, 0);
   g_assert_true(nb_virtqueue_should_notify(&f->vq));
   write16(f, AVAIL, NB_VIRTQ_AVAIL_F_NO_INTERRUPT);
