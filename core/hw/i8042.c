@@ -474,12 +474,30 @@ take(int *acc, int lo, int hi)
   return v;
 }
 
+/* 2:1 scaling, which a mouse applies to streamed motion only: small
+ * moves stay fine, larger ones double. */
+static int
+scale21(int v)
+{
+  static const int small[6] = { 0, 1, 1, 3, 6, 9 };
+  int a = ABS(v);
+  int s = a < 6 ? small[a] : 2 * a;
+  return v < 0 ? -s : s;
+}
+
 static void
-mouse_packet(NbI8042 *dev)
+mouse_packet(NbI8042 *dev, bool streamed)
 {
   Mouse *m = &dev->mouse;
-  int dx = take(&m->dx, -256, 255);
-  int dy = take(&m->dy, -256, 255);
+  bool scaled = streamed && m->scaling21;
+  /* Scaled moves are taken in halves so that they still fit a packet. */
+  int lo = scaled ? -128 : -256, hi = scaled ? 127 : 255;
+  int dx = take(&m->dx, lo, hi);
+  int dy = take(&m->dy, lo, hi);
+  if (scaled) {
+    dx = scale21(dx);
+    dy = scale21(dy);
+  }
   uint8_t b0 = 0x08 | (m->buttons & 0x07);
   if (dx < 0)
     b0 |= 0x10;
@@ -503,7 +521,7 @@ mouse_flush(NbI8042 *dev)
   Mouse *m = &dev->mouse;
   unsigned packet_size = m->id == 3 ? 4 : 3;
   while (m->dirty && m->reporting && !m->remote && queue_room(&dev->aux_q) >= packet_size)
-    mouse_packet(dev);
+    mouse_packet(dev, true);
 }
 
 static void
@@ -563,7 +581,7 @@ mouse_write(NbI8042 *dev, uint8_t byte)
     break;
   case 0xeb: /* read data, in remote mode */
     aux_send(dev, PS2_ACK);
-    mouse_packet(dev);
+    mouse_packet(dev, false);
     break;
   case 0xec:
     m->wrap = false;

@@ -446,6 +446,18 @@ test_mouse_packets(Fixture *f, gconstpointer unused)
     g_assert_cmphex(read_data(f), ==, 0);
   }
   g_assert_cmpint(total, ==, 1000);
+  /* 2:1 scaling: small moves stay, larger ones double, and a big one
+   * still fits its packets. */
+  aux_write(f, 0xe7);
+  EXPECT(f, 0xfa);
+  nb_i8042_mouse_event(f->kbc, 2, 0, 0, 0);
+  nb_i8042_mouse_event(f->kbc, 4, 0, 0, 0);
+  nb_i8042_mouse_event(f->kbc, -10, 0, 0, 0);
+  nb_i8042_mouse_event(f->kbc, 200, 0, 0, 0);
+  EXPECT(f, 0x08, 1, 0, 0x08, 6, 0, 0x18, (uint8_t)-20, 0,
+         0x08, 254, 0, 0x08, 146, 0);
+  aux_write(f, 0xe6);
+  EXPECT(f, 0xfa);
   /* Disabled reporting stops packets. */
   aux_write(f, 0xf5);
   EXPECT(f, 0xfa);
