@@ -382,3 +382,16 @@ nb_vcpu_clear_kick(NbVcpu *vcpu)
 {
   __atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 }
+
+char *
+nb_vcpu_describe_state(NbVcpu *vcpu)
+{
+  struct kvm_regs regs;
+  struct kvm_sregs sregs;
+  if (ioctl(vcpu->fd, KVM_GET_REGS, &regs) < 0 || ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0)
+    return g_strdup_printf("vCPU %u: registers unavailable", vcpu->index);
+  return g_strdup_printf("vCPU %u: RIP=%016llx RSP=%016llx RAX=%016llx RFLAGS=%08llx "
+                         "CR0=%08llx CR3=%016llx CR4=%08llx EFER=%llx CS=%04x",
+                         vcpu->index, regs.rip, regs.rsp, regs.rax, regs.rflags, sregs.cr0,
+                         sregs.cr3, sregs.cr4, sregs.efer, sregs.cs.selector);
+}

@@ -45,3 +45,6 @@ void nb_vcpu_clear_kick(NbVcpu *vcpu);
 
 /* Installs the no-op signal handler used for kicks; once per process. */
 void nb_vcpu_init_signals(void);
+
+/* Registers in one line, for crash reports. Call with the vCPU stopped. */
+char *nb_vcpu_describe_state(NbVcpu *vcpu);

@@ -15,7 +15,10 @@ mount -t devpts devpts /dev/pts
 mount -t tmpfs tmp /tmp
 echo "NESTBOX-INIT-REACHED"
 
+verbose=false
+grep -q nestbox.verbose /proc/cmdline && verbose=true
 while read -r module; do
+  $verbose && echo "NESTBOX-LOADING $module"
   insmod "$module" 2>/dev/null
 done < /etc/modules
 # Give drivers a moment to create device nodes.

@@ -1,0 +1,95 @@
+/* nestbox-vm: runs one virtual machine. */
+#include "machine/console-io.h"
+#include "machine/machine.h"
+#include "machine/vm-options.h"
+
+#include <glib-unix.h>
+#include <locale.h>
+#include <signal.h>
+#include <stdio.h>
+
+enum {
+  EXIT_GUEST_POWEROFF = 0,
+  EXIT_MACHINE_FAILED = 1,
+  EXIT_USAGE = 2,
+  EXIT_GUEST_PANIC = 3,
+};
+
+static NbMachine *current_machine;
+static bool stop_requested;
+
+static gboolean
+on_stop_signal(gpointer data)
+{
+  stop_requested = true;
+  if (current_machine)
+    nb_machine_stop(current_machine, NB_MACHINE_EXIT_STOPPED, data);
+  return G_SOURCE_CONTINUE;
+}
+
+int
+main(int argc, char **argv)
+{
+  setlocale(LC_ALL, "");
+  g_autoptr(GError) error = NULL;
+  NbVmOptions options;
+  if (!nb_vm_options_parse(&options, argc, argv, &error)) {
+    fprintf(stderr, "nestbox-vm: %s\n", error->message);
+    return EXIT_USAGE;
+  }
+
+  NbConsoleIo *console = nb_console_io_new(options.serial, options.serial_path, &error);
+  if (console == NULL) {
+    fprintf(stderr, "nestbox-vm: %s\n", error->message);
+    nb_vm_options_clear(&options);
+    return EXIT_USAGE;
+  }
+  g_unix_signal_add_full(G_PRIORITY_HIGH, SIGINT, on_stop_signal, "interrupted (SIGINT)", NULL);
+  g_unix_signal_add_full(G_PRIORITY_HIGH, SIGTERM, on_stop_signal, "terminated (SIGTERM)", NULL);
+  g_unix_signal_add_full(G_PRIORITY_HIGH, SIGHUP, on_stop_signal, "hung up (SIGHUP)", NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  int status = EXIT_GUEST_POWEROFF;
+  for (;;) {
+    NbMachine *machine = nb_machine_new(&options, console, &error);
+    if (machine == NULL) {
+      fprintf(stderr, "nestbox-vm: %s\n", error->message);
+      status = EXIT_USAGE;
+      break;
+    }
+    current_machine = machine;
+    if (stop_requested)
+      nb_machine_stop(machine, NB_MACHINE_EXIT_STOPPED, "stopped before it started");
+    g_autofree char *detail = NULL;
+    NbMachineExit exit = nb_machine_run(machine, &detail);
+    current_machine = NULL;
+    nb_machine_free(machine);
+
+    if (exit == NB_MACHINE_EXIT_RESET && !options.no_reboot && !stop_requested)
+      continue;
+    switch (exit) {
+    case NB_MACHINE_EXIT_POWEROFF:
+    case NB_MACHINE_EXIT_RESET:
+      status = EXIT_GUEST_POWEROFF;
+      break;
+    case NB_MACHINE_EXIT_STOPPED:
+      fprintf(stderr, "nestbox-vm: machine stopped: %s\n", detail ? detail : "on request");
+      status = EXIT_GUEST_POWEROFF;
+      break;
+    case NB_MACHINE_EXIT_PANIC:
+      fprintf(stderr, "nestbox-vm: the guest kernel panicked%s%s\n", detail ? ": " : "",
+              detail ? detail : "");
+      status = EXIT_GUEST_PANIC;
+      break;
+    case NB_MACHINE_EXIT_CRASH:
+      fprintf(stderr, "nestbox-vm: the machine crashed: %s\n", detail ? detail : "unknown reason");
+      status = EXIT_MACHINE_FAILED;
+      break;
+    }
+    break;
+  }
+
+  nb_console_io_free(console);
+  nb_vm_options_clear(&options);
+  return status;
+}

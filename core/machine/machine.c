@@ -1,0 +1,337 @@
+#include "machine/machine.h"
+#include "boot/acpi.h"
+#include "boot/linux-loader.h"
+#include "hw/acpi-pm.h"
+#include "hw/i8042.h"
+#include "hw/pci.h"
+#include "hw/pvpanic.h"
+#include "hw/rtc.h"
+#include "hw/serial.h"
+#include "kvm/cpuid.h"
+#include "kvm/memory-map.h"
+#include "kvm/vcpu.h"
+#include "kvm/vm.h"
+
+#include <gio/gio.h>
+
+G_DEFINE_QUARK(nb-machine-error-quark, nb_machine_error)
+
+#define COM1_PORT 0x3f8
+#define COM1_IRQ  4
+
+struct NbMachine {
+  unsigned n_cpus;
+  NbGuestMemory *mem;
+  NbVm *vm;
+  NbVcpu *vcpus[NB_VM_MAX_CPUS];
+  GThread *threads[NB_VM_MAX_CPUS];
+  NbConsoleIo *console;
+
+  NbPciBus *pci;
+  NbSerial *serial;
+  NbI8042 *i8042;
+  NbRtc *rtc;
+  NbAcpiPm *acpi_pm;
+  NbPvpanic *pvpanic;
+  NbLinuxBootInfo boot;
+
+  GMutex state_lock;
+  bool stopping;
+  NbMachineExit exit;
+  char *exit_detail;
+  GMainLoop *loop;
+};
+
+const char *
+nb_machine_exit_describe(NbMachineExit exit)
+{
+  switch (exit) {
+  case NB_MACHINE_EXIT_POWEROFF: return "the guest powered off";
+  case NB_MACHINE_EXIT_RESET: return "the guest rebooted";
+  case NB_MACHINE_EXIT_PANIC: return "the guest kernel panicked";
+  case NB_MACHINE_EXIT_CRASH: return "the machine crashed";
+  case NB_MACHINE_EXIT_STOPPED: return "the machine was stopped";
+  }
+  return "unknown";
+}
+
+static gboolean
+quit_loop(gpointer data)
+{
+  NbMachine *m = data;
+  g_main_loop_quit(m->loop);
+  return G_SOURCE_REMOVE;
+}
+
+void
+nb_machine_stop(NbMachine *m, NbMachineExit reason, const char *detail)
+{
+  g_mutex_lock(&m->state_lock);
+  bool first = !m->stopping;
+  if (first) {
+    m->stopping = true;
+    m->exit = reason;
+    m->exit_detail = g_strdup(detail);
+  }
+  g_mutex_unlock(&m->state_lock);
+  if (!first)
+    return;
+  for (unsigned i = 0; i < m->n_cpus; i++)
+    if (m->vcpus[i])
+      nb_vcpu_kick(m->vcpus[i]);
+  /* An idle on the loop's context, not g_main_loop_quit here: a quit that
+   * lands before g_main_loop_run starts would be forgotten. */
+  g_idle_add(quit_loop, m);
+}
+
+static bool
+is_stopping(NbMachine *m)
+{
+  g_mutex_lock(&m->state_lock);
+  bool stopping = m->stopping;
+  g_mutex_unlock(&m->state_lock);
+  return stopping;
+}
+
+/* Device callbacks ------------------------------------------------------- */
+
+static void
+on_serial_output(void *ctx, const uint8_t *data, size_t len)
+{
+  NbMachine *m = ctx;
+  nb_console_io_write(m->console, data, len);
+}
+
+static void
+on_console_input(void *ctx, const uint8_t *data, size_t len)
+{
+  NbMachine *m = ctx;
+  nb_serial_receive(m->serial, data, len);
+}
+
+static void
+on_poweroff(void *ctx)
+{
+  nb_machine_stop(ctx, NB_MACHINE_EXIT_POWEROFF, NULL);
+}
+
+static void
+on_reset(void *ctx)
+{
+  nb_machine_stop(ctx, NB_MACHINE_EXIT_RESET, NULL);
+}
+
+static void
+on_pvpanic(void *ctx, unsigned events)
+{
+  if (events & NB_PVPANIC_PANICKED)
+    nb_machine_stop(ctx, NB_MACHINE_EXIT_PANIC, "the guest reported a kernel panic");
+}
+
+/* Assembly ---------------------------------------------------------------- */
+
+/* The PC convention firmware and old tools read: KiB above 1 MiB (capped),
+ * 64 KiB units above 16 MiB up to the hole, 64 KiB units above 4 GiB. */
+static void
+set_cmos_memory_size(NbMachine *m)
+{
+  uint64_t low = MIN(m->mem->ram_size, NB_MEM_LOW_LIMIT);
+  uint64_t high = m->mem->ram_size - low;
+  uint64_t ext_kb = MIN((low - NB_MiB) / 1024, 0xfc00);
+  uint64_t above16 = low > 16 * NB_MiB ? MIN((low - 16 * NB_MiB) >> 16, 0xffff) : 0;
+  uint64_t above4g = high >> 16;
+  nb_rtc_set_cmos(m->rtc, 0x17, ext_kb & 0xff);
+  nb_rtc_set_cmos(m->rtc, 0x18, ext_kb >> 8);
+  nb_rtc_set_cmos(m->rtc, 0x30, ext_kb & 0xff);
+  nb_rtc_set_cmos(m->rtc, 0x31, ext_kb >> 8);
+  nb_rtc_set_cmos(m->rtc, 0x34, above16 & 0xff);
+  nb_rtc_set_cmos(m->rtc, 0x35, above16 >> 8);
+  nb_rtc_set_cmos(m->rtc, 0x5b, above4g & 0xff);
+  nb_rtc_set_cmos(m->rtc, 0x5c, (above4g >> 8) & 0xff);
+  nb_rtc_set_cmos(m->rtc, 0x5d, (above4g >> 16) & 0xff);
+}
+
+/* 64-bit BARs go above RAM, on a 1 GiB boundary. */
+static uint64_t
+pci_mmio64_base(NbMachine *m)
+{
+  uint64_t base = MAX(nb_guest_memory_end(m->mem), NB_MEM_HIGH_BASE);
+  return (base + NB_GiB - 1) & ~(NB_GiB - 1);
+}
+
+static bool
+add_devices(NbMachine *m, GError **error)
+{
+  NbInterrupts *irqs = nb_vm_interrupts(m->vm);
+  NbIoBus *pio = nb_vm_pio(m->vm);
+
+  m->serial = nb_serial_new(irqs, COM1_IRQ, on_serial_output, m);
+  if (!nb_serial_register(m->serial, pio, COM1_PORT, error))
+    return false;
+  nb_console_io_set_input(m->console, on_console_input, m);
+
+  m->i8042 = nb_i8042_new(irqs, on_reset, m);
+  if (!nb_i8042_register(m->i8042, pio, error))
+    return false;
+
+  m->rtc = nb_rtc_new(irqs);
+  if (!nb_rtc_register(m->rtc, pio, error))
+    return false;
+  set_cmos_memory_size(m);
+
+  m->acpi_pm = nb_acpi_pm_new(irqs, on_poweroff, on_reset, m);
+  if (!nb_acpi_pm_register(m->acpi_pm, pio, error))
+    return false;
+
+  m->pci = nb_pci_bus_new(pio, nb_vm_mmio(m->vm), irqs, pci_mmio64_base(m));
+  nb_pci_bus_set_ram_mapper(m->pci, nb_vm_map_ram, m->vm);
+  if (!nb_pci_bus_register_host_bridge(m->pci, error))
+    return false;
+
+  m->pvpanic = nb_pvpanic_new(on_pvpanic, m);
+  if (!nb_pci_bus_add(m->pci, nb_pvpanic_pci_device(m->pvpanic), error))
+    return false;
+  return true;
+}
+
+/* Before KVM is touched, so that a wrong kernel or initrd is reported as
+ * such even on a host without KVM. */
+static bool
+load_linux(NbMachine *m, const NbVmOptions *options, GError **error)
+{
+  NbAcpiConfig acpi;
+  nb_acpi_config_init(&acpi, m->n_cpus, pci_mmio64_base(m), 64 * NB_GiB);
+  uint64_t rsdp = 0;
+  if (!nb_acpi_install(m->mem, &acpi, &rsdp, error))
+    return false;
+
+  NbLinuxBootConfig boot = {
+    .kernel_path = options->kernel,
+    .initrd_path = options->initrd,
+    .cmdline = options->append,
+    .rsdp_addr = rsdp,
+  };
+  return nb_linux_load(m->mem, &boot, &m->boot, error);
+}
+
+NbMachine *
+nb_machine_new(const NbVmOptions *options, NbConsoleIo *console, GError **error)
+{
+  g_autofree struct kvm_cpuid2 *supported = NULL;
+  NbMachine *m = g_new0(NbMachine, 1);
+  g_mutex_init(&m->state_lock);
+  m->n_cpus = options->cpus;
+  m->console = console;
+
+  m->mem = nb_guest_memory_new(options->memory, error);
+  if (m->mem == NULL || !load_linux(m, options, error))
+    goto fail;
+  m->vm = nb_vm_new(m->mem, error);
+  if (m->vm == NULL)
+    goto fail;
+
+  supported = nb_cpuid_get_supported(nb_vm_kvm_fd(m->vm), error);
+  if (supported == NULL)
+    goto fail;
+  for (unsigned i = 0; i < m->n_cpus; i++) {
+    m->vcpus[i] = nb_vcpu_new(m->vm, i, m->n_cpus, supported, error);
+    if (m->vcpus[i] == NULL)
+      goto fail;
+  }
+  if (!nb_vcpu_setup_linux64(m->vcpus[0], m->boot.entry, m->boot.boot_params, error) ||
+      !add_devices(m, error))
+    goto fail;
+  return m;
+
+fail:
+  nb_machine_free(m);
+  return NULL;
+}
+
+void
+nb_machine_free(NbMachine *m)
+{
+  if (m == NULL)
+    return;
+  if (m->console)
+    nb_console_io_set_input(m->console, NULL, NULL);
+  for (unsigned i = 0; i < m->n_cpus; i++)
+    nb_vcpu_free(m->vcpus[i]);
+  nb_pvpanic_free(m->pvpanic);
+  nb_pci_bus_free(m->pci);
+  nb_acpi_pm_free(m->acpi_pm);
+  nb_rtc_free(m->rtc);
+  nb_i8042_free(m->i8042);
+  nb_serial_free(m->serial);
+  nb_vm_free(m->vm);
+  nb_guest_memory_free(m->mem);
+  g_free(m->exit_detail);
+  g_mutex_clear(&m->state_lock);
+  g_free(m);
+}
+
+typedef struct {
+  NbMachine *machine;
+  NbVcpu *vcpu;
+} VcpuThreadArgs;
+
+static gpointer
+vcpu_thread_main(gpointer data)
+{
+  VcpuThreadArgs *args = data;
+  NbMachine *m = args->machine;
+  NbVcpu *vcpu = args->vcpu;
+  g_free(args);
+
+  nb_vcpu_bind_thread(vcpu);
+  while (!is_stopping(m)) {
+    g_autofree char *detail = NULL;
+    switch (nb_vcpu_run(vcpu, &detail)) {
+    case NB_VCPU_EVENT_NONE:
+      break;
+    case NB_VCPU_EVENT_INTERRUPTED:
+      nb_vcpu_clear_kick(vcpu);
+      break;
+    case NB_VCPU_EVENT_RESET:
+      nb_machine_stop(m, NB_MACHINE_EXIT_RESET, NULL);
+      break;
+    case NB_VCPU_EVENT_POWEROFF:
+      nb_machine_stop(m, NB_MACHINE_EXIT_POWEROFF, NULL);
+      break;
+    case NB_VCPU_EVENT_CRASH:
+      nb_machine_stop(m, NB_MACHINE_EXIT_CRASH, detail);
+      break;
+    }
+  }
+  return NULL;
+}
+
+NbMachineExit
+nb_machine_run(NbMachine *m, char **detail)
+{
+  nb_vcpu_init_signals();
+  m->loop = g_main_loop_new(NULL, FALSE);
+  for (unsigned i = 0; i < m->n_cpus; i++) {
+    VcpuThreadArgs *args = g_new0(VcpuThreadArgs, 1);
+    args->machine = m;
+    args->vcpu = m->vcpus[i];
+    g_autofree char *name = g_strdup_printf("vcpu%u", i);
+    m->threads[i] = g_thread_new(name, vcpu_thread_main, args);
+  }
+  g_main_loop_run(m->loop);
+  for (unsigned i = 0; i < m->n_cpus; i++) {
+    nb_vcpu_kick(m->vcpus[i]);
+    g_thread_join(m->threads[i]);
+    m->threads[i] = NULL;
+  }
+  g_clear_pointer(&m->loop, g_main_loop_unref);
+  if (m->exit == NB_MACHINE_EXIT_CRASH || g_getenv("NESTBOX_DEBUG_VCPU")) {
+    for (unsigned i = 0; i < m->n_cpus; i++) {
+      g_autofree char *state = nb_vcpu_describe_state(m->vcpus[i]);
+      g_message("%s", state);
+    }
+  }
+  if (detail)
+    *detail = g_strdup(m->exit_detail);
+  return m->exit;
+}

@@ -1,0 +1,85 @@
+# Helpers for real-guest tests: build a test initrd, boot it with nestbox-vm,
+# and check what the guest said on its serial console.
+#
+# Tests run inside the KVM sandbox (tests/sandbox/nb-sandbox) when the host
+# has no hardware KVM. They need NESTBOX_VM (the nestbox-vm binary) and
+# NESTBOX_GUEST_DIR (from tests/images/build-guest-image.sh).
+
+set -uo pipefail
+
+: "${NESTBOX_VM:?NESTBOX_VM must point at nestbox-vm}"
+: "${NESTBOX_GUEST_DIR:?NESTBOX_GUEST_DIR must point at the guest image directory}"
+NB_IMAGES_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../images" && pwd)
+NB_WORK=${NB_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/nb-kvm.XXXXXX")}
+NB_FAILURES=0
+NB_CHECKS=0
+
+nb_fail() {
+  echo "FAIL: $*"
+  NB_FAILURES=$((NB_FAILURES + 1))
+}
+
+nb_pass() {
+  echo "ok: $*"
+}
+
+# nb_initrd NAME SCRIPT: a guest initrd that runs SCRIPT (a string) as /test.sh.
+nb_initrd() {
+  local name=$1 script=$2
+  printf '#!/bin/sh\n%s\n' "$script" > "$NB_WORK/$name.sh"
+  "$NB_IMAGES_DIR/make-test-initrd.sh" "$NESTBOX_GUEST_DIR/guest.cpio.gz" "$NB_WORK/$name.sh" \
+    "$NB_WORK/$name.cpio.gz"
+  echo "$NB_WORK/$name.cpio.gz"
+}
+
+# nb_boot NAME TIMEOUT INITRD [NESTBOX-VM OPTIONS...]: boots the guest with
+# its serial console in $NB_WORK/NAME.log; sets NB_STATUS to nestbox-vm's exit
+# status (124 on timeout) and NB_LOG to the log's path.
+nb_boot() {
+  local name=$1 limit=$2 initrd=$3
+  shift 3
+  NB_LOG="$NB_WORK/$name.log"
+  timeout -k 5 "$limit" "$NESTBOX_VM" --kernel "$NESTBOX_GUEST_DIR/vmlinuz" --initrd "$initrd" \
+    --append "console=ttyS0 panic=-1 quiet" --serial "file:$NB_LOG" "$@" \
+    > "$NB_WORK/$name.stderr" 2>&1
+  NB_STATUS=$?
+}
+
+# nb_expect NAME PATTERN: the log has a line matching the extended regex.
+nb_expect() {
+  local what=$1 pattern=$2
+  NB_CHECKS=$((NB_CHECKS + 1))
+  if grep -aqE "$pattern" "$NB_LOG"; then
+    nb_pass "$what"
+  else
+    nb_fail "$what: no line matching /$pattern/ in the guest console; it ended with:"
+    tail -n 25 "$NB_LOG" | sed 's/^/    | /'
+    echo "    nestbox-vm said:"
+    sed 's/^/    | /' "$NB_WORK/$(basename "$NB_LOG" .log).stderr"
+  fi
+}
+
+# nb_expect_status NAME WANT: nestbox-vm exited with WANT.
+nb_expect_status() {
+  local what=$1 want=$2
+  NB_CHECKS=$((NB_CHECKS + 1))
+  if [ "$NB_STATUS" = "$want" ]; then
+    nb_pass "$what (exit status $want)"
+  else
+    nb_fail "$what: nestbox-vm exited with $NB_STATUS, expected $want"
+    [ "$NB_STATUS" = 124 ] && echo "    (it timed out)"
+    tail -n 25 "$NB_LOG" 2>/dev/null | sed 's/^/    | /'
+    sed 's/^/    | /' "$NB_WORK/$(basename "$NB_LOG" .log).stderr"
+  fi
+}
+
+# Last line of a test: a summary and the exit status meson reads.
+nb_finish() {
+  rm -rf "$NB_WORK"
+  if [ "$NB_FAILURES" -gt 0 ]; then
+    echo "$NB_FAILURES of $NB_CHECKS checks failed"
+    exit 1
+  fi
+  echo "all $NB_CHECKS checks passed"
+  exit 0
+}

@@ -1,0 +1,24 @@
+#!/bin/bash
+# Memory sizes below, at and across the PCI hole reach the guest: MemTotal is
+# the size less what the kernel keeps for itself (its image, reserved areas).
+source "$(dirname "$0")/lib.sh"
+
+initrd=$(nb_initrd memory 'grep MemTotal /proc/meminfo; cat /proc/iomem | grep "System RAM"')
+for size_mb in ${NB_MEMORY_SIZES_MB:-128 1024 3072 5120}; do
+  nb_boot "mem-$size_mb" 300 "$initrd" --memory "${size_mb}M"
+  nb_expect_status "${size_mb}M: poweroff" 0
+  kb=$(sed -n 's/^NESTBOX-GUEST .*memtotal_kb=\([0-9]*\).*/\1/p' "$NB_LOG" | head -1)
+  NB_CHECKS=$((NB_CHECKS + 1))
+  want=$((size_mb * 1024))
+  # The kernel's own image and early allocations take some; 80 MiB is generous
+  # for this kernel, and a lost region (the part above 4 GiB) would be far more.
+  if [ -n "$kb" ] && [ "$kb" -le "$want" ] && [ "$kb" -ge $((want - 80 * 1024)) ]; then
+    nb_pass "${size_mb}M: MemTotal ${kb} kB"
+  else
+    nb_fail "${size_mb}M: MemTotal '${kb}' kB, expected a little under $want kB"
+  fi
+  if [ "$size_mb" -gt 3072 ]; then
+    nb_expect "${size_mb}M: RAM above 4 GiB" "^ *100000000-.* : System RAM"
+  fi
+done
+nb_finish
