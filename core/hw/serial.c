@@ -40,7 +40,13 @@
 #define LSR_BI   0x10
 #define LSR_THRE 0x20
 #define LSR_TEMT 0x40
+#define LSR_RXFE 0x80 /* an error byte somewhere in the FIFO */
 #define LSR_ERRORS (LSR_OE | LSR_PE | LSR_FE | LSR_BI)
+
+/* A received character: the byte, and in the high half the LSR error bits
+ * that come with it (a break is a NUL with BI and FE). */
+typedef uint16_t RxChar;
+#define RX_FLAGS(c) ((uint8_t)((c) >> 8))
 
 /* MSR: deltas in the low nibble, line states in the high one. */
 #define MSR_DCTS 0x01
@@ -71,11 +77,11 @@ struct NbSerial {
   bool thr_pending;
   bool line_level;
 
-  uint8_t rx[NB_SERIAL_FIFO_SIZE];
+  RxChar rx[NB_SERIAL_FIFO_SIZE];
   unsigned rx_head, rx_count;
 
   /* Host input not yet in the FIFO. */
-  uint8_t *backlog;
+  RxChar *backlog;
   size_t bl_head, bl_count;
 };
 
@@ -94,20 +100,41 @@ rx_capacity(const NbSerial *dev)
   return fifo_enabled(dev) ? NB_SERIAL_FIFO_SIZE : 1;
 }
 
+/* A character's errors show in LSR when it reaches the top of the FIFO,
+ * so that a driver reading LSR then RBR learns each byte's status. */
 static void
-rx_push(NbSerial *dev, uint8_t byte)
+rx_reveal_top(NbSerial *dev)
 {
-  dev->rx[(dev->rx_head + dev->rx_count) % NB_SERIAL_FIFO_SIZE] = byte;
+  if (dev->rx_count > 0)
+    dev->lsr |= RX_FLAGS(dev->rx[dev->rx_head]);
+}
+
+static void
+rx_push(NbSerial *dev, RxChar c)
+{
+  dev->rx[(dev->rx_head + dev->rx_count) % NB_SERIAL_FIFO_SIZE] = c;
   dev->rx_count++;
+  if (dev->rx_count == 1)
+    rx_reveal_top(dev);
 }
 
 static uint8_t
 rx_pop(NbSerial *dev)
 {
-  uint8_t byte = dev->rx[dev->rx_head];
+  RxChar c = dev->rx[dev->rx_head];
   dev->rx_head = (dev->rx_head + 1) % NB_SERIAL_FIFO_SIZE;
   dev->rx_count--;
-  return byte;
+  rx_reveal_top(dev);
+  return (uint8_t)c;
+}
+
+static bool
+rx_has_error(const NbSerial *dev)
+{
+  for (unsigned i = 0; i < dev->rx_count; i++)
+    if (RX_FLAGS(dev->rx[(dev->rx_head + i) % NB_SERIAL_FIFO_SIZE]) != 0)
+      return true;
+  return false;
 }
 
 /* Host input flows in while there is room, but not during loopback, when
@@ -203,6 +230,8 @@ read_lsr(NbSerial *dev)
   uint8_t value = dev->lsr | LSR_THRE | LSR_TEMT;
   if (dev->rx_count > 0)
     value |= LSR_DR;
+  if (fifo_enabled(dev) && rx_has_error(dev))
+    value |= LSR_RXFE;
   /* Error bits report once. */
   dev->lsr &= ~LSR_ERRORS;
   return value;
@@ -408,7 +437,7 @@ nb_serial_new(NbInterrupts *irqs, unsigned gsi, NbSerialOutputFunc output, void 
   dev->gsi = gsi;
   dev->output = output;
   dev->output_ctx = ctx;
-  dev->backlog = g_malloc(NB_SERIAL_BACKLOG_SIZE);
+  dev->backlog = g_new(RxChar, NB_SERIAL_BACKLOG_SIZE);
   g_mutex_lock(&dev->lock);
   reset_locked(dev);
   g_mutex_unlock(&dev->lock);
@@ -427,6 +456,22 @@ bool
 nb_serial_register(NbSerial *dev, NbIoBus *pio, uint16_t base, GError **error)
 {
   return nb_io_bus_register(pio, base, NB_SERIAL_NR_PORTS, &serial_ops, dev, error);
+}
+
+void
+nb_serial_send_break(NbSerial *dev)
+{
+  g_mutex_lock(&dev->lock);
+  if (dev->bl_count < NB_SERIAL_BACKLOG_SIZE) {
+    dev->backlog[(dev->bl_head + dev->bl_count) % NB_SERIAL_BACKLOG_SIZE] =
+        (RxChar)((LSR_BI | LSR_FE) << 8);
+    dev->bl_count++;
+  } else {
+    dev->lsr |= LSR_OE;
+  }
+  rx_refill(dev);
+  update_irq(dev);
+  g_mutex_unlock(&dev->lock);
 }
 
 size_t

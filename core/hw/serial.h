@@ -63,6 +63,11 @@ bool nb_serial_register(NbSerial *dev, NbIoBus *pio, uint16_t base, GError **err
 /* The port handlers, for buses and tests that dispatch themselves. */
 const NbIoOps *nb_serial_io_ops(void);
 
+/* Queues a break condition behind any pending input: the guest sees a NUL
+ * with BI and FE in LSR, which Linux's serial console takes as the start of
+ * a magic SysRq. */
+void nb_serial_send_break(NbSerial *dev);
+
 /* Queues host input for the guest. Returns how many bytes were taken: fewer
  * than len only when the backlog is full. */
 size_t nb_serial_receive(NbSerial *dev, const uint8_t *data, size_t len);

@@ -266,6 +266,31 @@ test_rx_backlog(Fixture *f, gconstpointer unused)
 }
 
 static void
+test_break(Fixture *f, gconstpointer unused)
+{
+  out8(f, NB_UART_FCR, 0x01);
+  out8(f, NB_UART_MCR, 0x08);
+  out8(f, NB_UART_IER, 0x05);
+  feed(f, "ab");
+  nb_serial_send_break(f->uart);
+  feed(f, "c");
+  /* The break is in the FIFO but not on top: only the FIFO error bit. */
+  g_assert_cmphex(in8(f, NB_UART_IIR), ==, 0xc4);
+  g_assert_cmphex(in8(f, NB_UART_LSR), ==, 0x80 | 0x60 | 0x01);
+  g_assert_cmphex(in8(f, NB_UART_RBR), ==, 'a');
+  g_assert_cmphex(in8(f, NB_UART_RBR), ==, 'b');
+  /* On top: line status interrupt, BI and FE with its NUL. */
+  g_assert_cmphex(in8(f, NB_UART_IIR), ==, 0xc6);
+  g_assert_true(f->level);
+  g_assert_cmphex(in8(f, NB_UART_LSR), ==, 0x80 | 0x60 | 0x10 | 0x08 | 0x01);
+  g_assert_cmphex(in8(f, NB_UART_IIR), ==, 0xc4);
+  g_assert_cmphex(in8(f, NB_UART_RBR), ==, 0x00);
+  g_assert_cmphex(in8(f, NB_UART_LSR), ==, 0x60 | 0x01);
+  g_assert_cmphex(in8(f, NB_UART_RBR), ==, 'c');
+  g_assert_cmphex(in8(f, NB_UART_IIR), ==, 0xc1);
+}
+
+static void
 test_thre_interrupt(Fixture *f, gconstpointer unused)
 {
   out8(f, NB_UART_MCR, 0x08);
@@ -404,6 +429,7 @@ main(int argc, char **argv)
   ADD("/serial/rx-fifo-and-trigger", test_rx_fifo_and_trigger);
   ADD("/serial/rx-without-fifo", test_rx_without_fifo);
   ADD("/serial/rx-backlog", test_rx_backlog);
+  ADD("/serial/break", test_break);
   ADD("/serial/thre-interrupt", test_thre_interrupt);
   ADD("/serial/iir-priority", test_iir_priority);
   ADD("/serial/out2-gates-irq", test_out2_gates_irq);
