@@ -29,6 +29,11 @@ typedef struct {
   int client_fd;
   bool guest_ready;         /* PORT_READY received */
   bool guest_open;          /* the guest has the port open */
+  /* The client shut down its sending side (a one-shot "echo cmd | socat"):
+   * it may still read the guest's answer, so the port stays connected
+   * until the client closes completely. */
+  bool peer_rdhup;          /* reported: stop asking for EPOLLRDHUP */
+  bool peer_eof;            /* read everything: stop asking for EPOLLIN */
   GByteArray *out_pending;  /* guest output a socket client has not taken yet */
 } Port;
 
@@ -122,10 +127,12 @@ update_client_watch(NbVirtioConsole *con, Port *port)
 {
   if (port->client_fd < 0)
     return;
-  uint32_t events = EPOLLRDHUP;
+  /* EPOLLHUP and EPOLLERR are always reported. */
+  uint32_t events = port->peer_rdhup ? 0 : EPOLLRDHUP;
   /* Read from the socket only when the guest can take it: data for a port
    * the guest has not opened would be thrown away by its driver. */
-  if (port->guest_open && nb_virtqueue_has_work(nb_virtio_pci_queue(con->vp, rx_queue(port->id))))
+  if (!port->peer_eof && port->guest_open &&
+      nb_virtqueue_has_work(nb_virtio_pci_queue(con->vp, rx_queue(port->id))))
     events |= EPOLLIN;
   if (port->out_pending->len > 0)
     events |= EPOLLOUT;
@@ -201,7 +208,10 @@ port_fill_rx(NbVirtioConsole *con, Port *port)
       g_free(elem);
       if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR))
         break;
-      port_disconnect(con, port);   /* EOF or a dead socket */
+      if (n == 0)
+        port->peer_eof = true;        /* half-closed: answers may still go out */
+      else
+        port_disconnect(con, port);   /* a dead socket */
       break;
     }
     update_client_watch(con, port);
@@ -262,8 +272,16 @@ port_client_event(NbVirtioConsole *con, Port *port, uint32_t events)
   }
   if (events & EPOLLIN)
     port_fill_rx(con, port);
-  else if (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))
+  if (port->client_fd < 0)
+    return;
+  if (events & (EPOLLHUP | EPOLLERR)) {
+    /* Gone both ways: what it sent and the guest has not read is lost, as
+     * on a serial line. */
     port_disconnect(con, port);
+    return;
+  }
+  if (events & EPOLLRDHUP)
+    port->peer_rdhup = true;
   if (port->client_fd >= 0)
     update_client_watch(con, port);
 }
@@ -296,6 +314,8 @@ listen_event(void *ctx, int fd, uint32_t events)
     return;
   }
   port->client_fd = client;
+  port->peer_rdhup = false;
+  port->peer_eof = false;
   if (port->guest_ready && nb_virtio_pci_is_active(con->vp))
     send_control(con, port->id, NB_VIRTIO_CONSOLE_PORT_OPEN, 1, NULL);
   update_client_watch(con, port);

@@ -273,6 +273,35 @@ test_named_port(Fixture *f, gconstpointer data)
 }
 
 static void
+test_half_close(Fixture *f, gconstpointer data)
+{
+  /* "echo cmd | socat - UNIX-CONNECT:sock": the client sends, shuts down
+   * its side, and waits for the answer. */
+  handshake(f);
+  send_control(f, 1, NB_VIRTIO_CONSOLE_PORT_OPEN, 1);
+  int c = connect_client(f);
+  expect_control(f, 1, NB_VIRTIO_CONSOLE_PORT_OPEN, 1, NULL);
+  g_assert_cmpint(write(c, "{\"execute\":\"guest-info\"}", 25), ==, 25);
+  g_assert_cmpint(shutdown(c, SHUT_WR), ==, 0);
+  g_autofree char *in = receive(f, Q_RX1, NULL);
+  g_assert_cmpstr(in, ==, "{\"execute\":\"guest-info\"}");
+  /* Still connected: no PORT_OPEN 0, and the answer reaches the client. */
+  uint32_t id, len;
+  g_assert_false(td_wait_used(&f->td, Q_CIN, &id, &len, 50));
+  send_tx(f, Q_TX1, "{\"return\":{}}", 13);
+  char buf[32] = { 0 };
+  size_t got = 0;
+  while (got < 13) {
+    ssize_t n = read(c, buf + got, sizeof buf - got);
+    g_assert_cmpint(n, >, 0);
+    got += (size_t)n;
+  }
+  g_assert_cmpstr(buf, ==, "{\"return\":{}}");
+  close(c);
+  expect_control(f, 1, NB_VIRTIO_CONSOLE_PORT_OPEN, 0, NULL);
+}
+
+static void
 test_big_transfer(Fixture *f, gconstpointer data)
 {
   /* More than the guest's rx buffers hold at once, both ways. */
@@ -406,6 +435,7 @@ main(int argc, char **argv)
   T("socket-mode", test_socket_mode);
   T("hvc0", test_hvc0);
   T("named-port", test_named_port);
+  T("half-close", test_half_close);
   T("big-transfer", test_big_transfer);
   T("bad-control", test_bad_control);
   T("reset-keeps-client", test_reset_keeps_client);
