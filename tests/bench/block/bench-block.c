@@ -24,7 +24,10 @@ main(int argc, char **argv)
     fprintf(stderr, "%s\n", error->message);
     return 1;
   }
-  uint8_t *buf = g_malloc(bs);
+  /* Page-aligned like guest memory (and like qemu-img bench's buffers). */
+  uint8_t *buf = NULL;
+  if (posix_memalign((void **)&buf, 4096, bs) != 0)
+    return 1;
   for (size_t i = 0; i < bs; i++)
     buf[i] = (uint8_t)(i * 7 + 1);
   uint64_t size = nb_block_size(b), offset = 0;
@@ -41,6 +44,6 @@ main(int argc, char **argv)
       offset = 0;
   }
   nb_block_close(b);
-  g_free(buf);
+  free(buf);
   return 0;
 }

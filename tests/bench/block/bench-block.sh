@@ -22,13 +22,19 @@ img_read="$work/read.qcow2"
 qemu-img create -q -f qcow2 "$img_read" ${size_mb}M
 qemu-io -c "write -P 0x5a 0 ${size_mb}M" "$img_read" >/dev/null
 
-ns() { date +%s%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+# timed FILE COMMAND...: appends "wall_seconds cpu_seconds" of the command to FILE.
+timed() {
+  local out=$1; shift
+  /usr/bin/time -f "%e %U %S" -o "$work/time" "$@" >/dev/null
+  awk '{printf "%s %.3f\n", $1, $2 + $3}' "$work/time" >>"$out"
+}
 
 # run_case NAME MODE BS COUNT STEP
 run_case() {
   local name=$1 mode=$2 bs=$3 count=$4 step=$5
-  local nb_times=() q_times=()
+  : >"$work/nb.t"; : >"$work/q.t"
   for _ in $(seq "$runs"); do
     for who in nestbox qemu; do
       local img=$img_read
@@ -37,33 +43,29 @@ run_case() {
         rm -f "$img"
         qemu-img create -q -f qcow2 "$img" ${size_mb}M
       fi
-      sync
-      local t0 t1
-      t0=$(ns)
       if [ $who = nestbox ]; then
-        "$work/bench-block" "$img" "$mode" "$bs" "$count" "$step"
-        t1=$(ns); nb_times+=($(( (t1 - t0) / 1000 )))
+        timed "$work/nb.t" "$work/bench-block" "$img" "$mode" "$bs" "$count" "$step"
       else
         local w=""
         [ "$mode" = write ] && w="-w"
-        qemu-img bench -q -f qcow2 -t writeback -d 1 $w -c "$count" -s "$bs" -S "$step" "$img" >/dev/null
-        t1=$(ns); q_times+=($(( (t1 - t0) / 1000 )))
+        timed "$work/q.t" qemu-img bench -q -f qcow2 -t writeback -d 1 $w -c "$count" \
+          -s "$bs" -S "$step" "$img"
       fi
     done
   done
-  local nb q
-  nb=$(printf '%s\n' "${nb_times[@]}" | median)
-  q=$(printf '%s\n' "${q_times[@]}" | median)
-  local bytes=$((bs * count))
-  awk -v n="$name" -v nb="$nb" -v q="$q" -v b="$bytes" -v c="$count" 'BEGIN {
-    printf "| %-28s | %9.1f MB/s %8.0f IOPS | %9.1f MB/s %8.0f IOPS | %5.2f |\n",
-      n, b / nb, c / (nb / 1e6), b / q, c / (q / 1e6), q / nb }'
+  local nbw nbc qw qc
+  nbw=$(awk '{print $1}' "$work/nb.t" | median); nbc=$(awk '{print $2}' "$work/nb.t" | median)
+  qw=$(awk '{print $1}' "$work/q.t" | median); qc=$(awk '{print $2}' "$work/q.t" | median)
+  awk -v n="$name" -v nbw="$nbw" -v nbc="$nbc" -v qw="$qw" -v qc="$qc" -v b=$((bs * count)) 'BEGIN {
+    printf "| %-28s | %8.0f MB/s | %6.2f s | %8.0f MB/s | %6.2f s | %5.2f | %5.2f |\n",
+      n, b / nbw / 1e6, nbc, b / qw / 1e6, qc, qw / nbw, (nbc > 0 ? qc / nbc : 0) }'
 }
 
-echo "qcow2, 64 KiB clusters, ${size_mb} MiB image, $runs runs each, medians (whole process wall time)"
+echo "qcow2, 64 KiB clusters, ${size_mb} MiB image, $runs runs each, medians of the whole"
+echo "process (open, I/O, flush and close). Ratios: qemu time / Nestbox time (above 1: Nestbox faster)."
 echo
-echo "| case                         | Nestbox                        | qemu-img bench                 | ratio |"
-echo "|------------------------------|--------------------------------|--------------------------------|-------|"
+echo "| case                         | Nestbox       | CPU      | qemu-img bench | CPU      | wall ratio | CPU ratio |"
+echo "|------------------------------|---------------|----------|---------------|----------|-------|-------|"
 # Random: a large odd step wraps around the disk, visiting offsets in a scattered order.
 run_case "sequential read 1 MiB"       read  1048576 $((size_mb * 8)) 1048576
 run_case "random read 4 KiB"           read  4096    60000 $((4096 * 7919))
