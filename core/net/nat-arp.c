@@ -54,5 +54,5 @@ nat_arp_input(NbNat *nat, const uint8_t *frame, size_t len)
   nb_wr32(r + 14, tpa);
   memcpy(r + 18, sha, 6);
   nb_wr32(r + 24, spa);
-  nat_deliver(nat, reply, sizeof reply, 0);
+  nat_deliver(nat, reply, sizeof reply, NULL);
 }

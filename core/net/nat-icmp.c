@@ -68,7 +68,7 @@ icmp_to_guest(NbNat *nat, IcmpFlow *f, const uint8_t *msg, size_t len, uint32_t 
   nb_wr16(icmp + 2, 0);
   nb_wr16(icmp + 2, nb_csum(icmp, len));
   f->last = nat->now;
-  nat_ip_send(nat, NB_IP_PROTO_ICMP, nat_translate_in(nat, from), f->key.gaddr, len, 0);
+  nat_ip_send(nat, NB_IP_PROTO_ICMP, nat_translate_in(nat, from), f->key.gaddr, len, NULL);
 }
 
 static void
@@ -259,7 +259,7 @@ nat_icmp_input(NbNat *nat, const NatPacket *pkt)
     icmp[0] = 0;
     nb_wr16(icmp + 2, 0);
     nb_wr16(icmp + 2, nb_csum(icmp, len));
-    nat_ip_send(nat, NB_IP_PROTO_ICMP, pkt->dst, pkt->src, len, 0);
+    nat_ip_send(nat, NB_IP_PROTO_ICMP, pkt->dst, pkt->src, len, NULL);
     return;
   }
   uint32_t host;

@@ -32,6 +32,7 @@ typedef struct {
   uint8_t ttl;
   const uint8_t *ip;   /* the IP header, for ICMP errors back to the guest */
   size_t ip_hlen;
+  bool csum_partial;   /* the guest left the L4 checksum to us: nothing to verify */
 } NatPacket;
 
 typedef struct NatDhcp NatDhcp;
@@ -103,12 +104,19 @@ bool nat_translate_out(NbNat *nat, uint32_t dst, uint32_t *host_dst);
 uint32_t nat_translate_in(NbNat *nat, uint32_t host_src);
 bool nat_is_guest_addr(NbNat *nat, uint32_t addr);
 /* Sends the IPv4 packet whose L4 part (l4_len bytes) is already in
- * nat->tx + NAT_L4_OFF; fragments it to the MTU if needed. */
+ * nat->tx + NAT_L4_OFF; fragments it to the MTU if needed (never a GSO
+ * frame, nor one with a partial checksum: callers complete those that do
+ * not fit). */
 void nat_ip_send(NbNat *nat, uint8_t proto, uint32_t src, uint32_t dst, size_t l4_len,
-                 unsigned flags);
+                 const NbNetFrameMeta *meta);
+/* Fills the L4 checksum field at l4 + csum_at for a packet to the guest: the
+ * full sum, or only the pseudo-header's when the peer takes partial sums
+ * (then returns true and the frame goes with NB_NET_FRAME_CSUM_PARTIAL). */
+bool nat_l4_csum(NbNat *nat, uint8_t *l4, size_t len, size_t csum_at, uint8_t proto,
+                 uint32_t src, uint32_t dst, bool may_offload);
 /* Sends an ICMP error about the guest's packet pkt. */
 void nat_icmp_error(NbNat *nat, const NatPacket *pkt, uint8_t type, uint8_t code);
-void nat_deliver(NbNat *nat, const uint8_t *frame, size_t len, unsigned flags);
+void nat_deliver(NbNat *nat, const uint8_t *frame, size_t len, const NbNetFrameMeta *meta);
 uint32_t nat_fwd_guest_addr(NbNat *nat, const NbNatHostFwd *fwd);
 
 /* nat-arp.c */

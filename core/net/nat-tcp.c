@@ -11,9 +11,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <linux/sockios.h>
 #include <netinet/tcp.h>
-#include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -33,6 +31,10 @@
  * (or the peek fallback's skip) stays cheap. */
 #define MAX_INFLIGHT (4u << 20)
 #define DISCARD_SIZE 65536
+/* Guest data the host socket had no room for, accepted anyway so the guest
+ * does not have to send it again: bounded per flow and in all. */
+#define PEND_MAX (2u * 1024 * 1024)
+#define PEND_TOTAL_MAX (64u * 1024 * 1024)
 
 enum {
   FLOW_CONNECTING, /* guest SYN seen, host connect() under way */
@@ -60,9 +62,9 @@ typedef struct {
   bool ack_pending;
   bool want_out;    /* host socket full: waiting for room */
   bool hup;         /* both directions of the host socket are shut: no more events */
-  bool wnd_dirty;   /* the host socket's send queue changed since wnd was taken */
-  uint32_t wnd;
-  int64_t wnd_at;
+  uint8_t *pend;    /* guest data waiting for room in the host socket */
+  size_t pend_len, pend_cap;
+  bool shut_pending;/* the guest's FIN waits for pend to drain */
   uint32_t iss, snd_una, snd_nxt, fin_seq;
   uint32_t rcv_nxt;
   uint32_t snd_wnd; /* the guest's receive window, in bytes */
@@ -78,6 +80,7 @@ typedef struct {
 
 struct NatTcp {
   GHashTable *flows;
+  size_t pend_total;
   GPtrArray *pending; /* flows with an ACK to send at the end of the burst */
   uint8_t *discard;   /* sink for peeks without SO_PEEK_OFF */
 };
@@ -101,6 +104,7 @@ tcp_flow_free(gpointer p)
   TcpFlow *f = p;
   if (f->fd >= 0)
     close(f->fd);
+  g_free(f->pend);
   g_free(f);
 }
 
@@ -125,6 +129,7 @@ tcp_kill(NbNat *nat, TcpFlow *f, bool reset_host)
   if (f->dead)
     return;
   f->dead = true;
+  nat->tcp->pend_total -= f->pend_len;
   g_hash_table_remove(nat->tcp->flows, &f->key);
   nat_watch_remove(nat, &f->watch);
   if (reset_host && f->fd >= 0) {
@@ -156,28 +161,18 @@ nat_tcp_free(NbNat *nat, NatTcp *tcp)
 
 /* ---- segments to the guest ---- */
 
-/* Our receive window: the room left in the host socket's send buffer, so the
- * guest never sends more than the host side can take. */
+/* Our receive window: the room left in the flow's buffer. Guest data goes
+ * straight to the host socket while it has room, and into the buffer when it
+ * has none, so anything inside the window we advertised is always taken: a
+ * guest never has to send the same bytes twice because the host side was
+ * slow. As the buffer fills the window closes, which is the guest's
+ * back-pressure; the right edge never moves left. */
 static uint32_t
 tcp_our_window(NbNat *nat, TcpFlow *f)
 {
   if (f->fd < 0 || f->guest_fin)
     return 65535u << f->rcv_wscale;
-  /* Two system calls: taken again only when we wrote to the socket, or
-   * when the value has aged (the socket drains by itself). A stale value
-   * is smaller than the truth, never larger. */
-  if (!f->wnd_dirty && nat->now - f->wnd_at < 5000)
-    return f->wnd;
-  int sndbuf = 0, outq = 0;
-  socklen_t sl = sizeof sndbuf;
-  if (getsockopt(f->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &sl) < 0 ||
-      ioctl(f->fd, SIOCOUTQ, &outq) < 0)
-    return 65535;
-  int64_t room = (int64_t)sndbuf - outq;
-  f->wnd = room > 0 ? (uint32_t)room : 0;
-  f->wnd_dirty = false;
-  f->wnd_at = nat->now;
-  return f->wnd;
+  return (uint32_t)(PEND_MAX - f->pend_len);
 }
 
 /* Sends a segment whose payload (len bytes) is already at
@@ -185,7 +180,7 @@ tcp_our_window(NbNat *nat, TcpFlow *f)
 static void
 tcp_output_raw(NbNat *nat, uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport,
                uint32_t seq, uint32_t ack, uint8_t flags, uint16_t win, const uint8_t *opts,
-               size_t optlen, size_t len)
+               size_t optlen, size_t len, uint16_t gso_size)
 {
   uint8_t *t = nat->tx + TCP_HDR_OFF;
   size_t hlen = NB_TCP_HLEN + optlen;
@@ -201,15 +196,18 @@ tcp_output_raw(NbNat *nat, uint32_t src, uint16_t sport, uint32_t dst, uint16_t 
   if (optlen)
     memcpy(t + NB_TCP_HLEN, opts, optlen);
   size_t total = hlen + len;
-  unsigned fflags = 0;
-  if (nat->backend.peer_features & NB_NET_PEER_CSUM_OFFLOAD) {
-    fflags = NB_NET_FRAME_DATA_VALID;
-  } else {
-    uint32_t sum = nb_csum_pseudo(src, dst, NB_IP_PROTO_TCP, (uint16_t)total);
-    nb_wr16(t + 16, nb_csum_fold(nb_csum_partial(t, total, sum)));
+  NbNetFrameMeta meta = { 0 };
+  if (nat_l4_csum(nat, t, total, 16, NB_IP_PROTO_TCP, src, dst, true))
+    meta.flags = NB_NET_FRAME_CSUM_PARTIAL;
+  if (len > gso_size) {
+    meta.flags |= NB_NET_FRAME_GSO_TCPV4;
+    meta.gso_size = gso_size;
   }
-  nat_ip_send(nat, NB_IP_PROTO_TCP, src, dst, total, fflags);
+  nat_ip_send(nat, NB_IP_PROTO_TCP, src, dst, total, &meta);
 }
+
+static void tcp_update_events(NbNat *nat, TcpFlow *f);
+static bool tcp_host_drain(NbNat *nat, TcpFlow *f);
 
 static void
 tcp_output(NbNat *nat, TcpFlow *f, uint32_t seq, uint8_t flags, size_t len)
@@ -231,7 +229,7 @@ tcp_output(NbNat *nat, TcpFlow *f, uint32_t seq, uint8_t flags, size_t len)
   uint32_t field = (flags & NB_TCP_SYN) ? MIN(wnd, 65535u) : MIN(wnd >> f->rcv_wscale, 65535u);
   uint32_t ack = (flags & NB_TCP_ACK) ? f->rcv_nxt : 0;
   tcp_output_raw(nat, f->key.raddr, f->key.rport, f->key.gaddr, f->key.gport, seq, ack, flags,
-                 (uint16_t)field, opts, optlen, len);
+                 (uint16_t)field, opts, optlen, len, f->mss);
   if (flags & NB_TCP_ACK)
     f->ack_pending = false;
   f->last = nat->now;
@@ -291,7 +289,7 @@ tcp_update_events(NbNat *nat, TcpFlow *f)
 static void
 tcp_maybe_finish(NbNat *nat, TcpFlow *f)
 {
-  if (f->guest_fin && f->fin_sent && f->fin_acked)
+  if (f->guest_fin && f->fin_sent && f->fin_acked && !f->pend_len && !f->shut_pending)
     tcp_kill(nat, f, false);
 }
 
@@ -308,7 +306,12 @@ tcp_host_read(NbNat *nat, TcpFlow *f)
     uint32_t wnd = MIN(f->snd_wnd, MAX_INFLIGHT);
     if (inflight >= wnd)
       break;
-    size_t want = MIN((size_t)f->mss, (size_t)(wnd - inflight));
+    /* A peer that takes TSO frames gets up to 64 KiB at once, cut into
+     * MSS-sized segments by the device or the kernel. */
+    size_t seg = (nat->backend.peer_features & NB_NET_PEER_TSO4)
+                   ? 65535 - NB_IP_HLEN - NB_TCP_HLEN - 31
+                   : f->mss;
+    size_t want = MIN(seg, (size_t)(wnd - inflight));
     struct iovec iov[MAX_INFLIGHT / DISCARD_SIZE + 2];
     int n = 0;
     if (!f->peek_off) {
@@ -418,9 +421,16 @@ tcp_flow_ready(NbNat *nat, void *obj, uint32_t events)
     nat_watch_remove(nat, &f->watch);
   }
   if (events & EPOLLOUT) {
-    f->want_out = false;
-    f->wnd_dirty = true;
+    if (!tcp_host_drain(nat, f)) {
+      tcp_reset_guest(nat, f);
+      tcp_kill(nat, f, false);
+      return;
+    }
+    f->want_out = f->pend_len > 0;
     tcp_output(nat, f, f->snd_nxt, NB_TCP_ACK, 0); /* window update */
+    tcp_maybe_finish(nat, f);
+    if (f->dead)
+      return;
   }
   if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
     tcp_host_read(nat, f);
@@ -517,7 +527,7 @@ tcp_reset_unknown(NbNat *nat, const NatPacket *pkt, const TcpSeg *seg, uint16_t 
     ack = seg->seq + (uint32_t)seg->len + !!(seg->flags & NB_TCP_SYN) + !!(seg->flags & NB_TCP_FIN);
     flags |= NB_TCP_ACK;
   }
-  tcp_output_raw(nat, pkt->dst, dport, pkt->src, sport, seq, ack, flags, 0, NULL, 0, 0);
+  tcp_output_raw(nat, pkt->dst, dport, pkt->src, sport, seq, ack, flags, 0, NULL, 0, 0, 65535);
 }
 
 static void
@@ -604,6 +614,62 @@ tcp_open(NbNat *nat, const NatPacket *pkt, const TcpSeg *seg, const TcpKey *key)
   }
 }
 
+/* Writes guest data to the host socket; what does not fit is kept (within
+ * bounds). Returns how many bytes were taken, or -1 if the socket failed. */
+static ssize_t
+tcp_host_write(NbNat *nat, TcpFlow *f, const uint8_t *data, size_t len)
+{
+  NatTcp *tcp = nat->tcp;
+  size_t sent = 0;
+  if (f->pend_len == 0) {
+    ssize_t w = send(f->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        return -1;
+      w = 0;
+    }
+    sent = (size_t)w;
+  }
+  size_t room = MIN(PEND_MAX - f->pend_len, PEND_TOTAL_MAX - tcp->pend_total);
+  size_t take = MIN(len - sent, room);
+  if (take) {
+    if (f->pend_len + take > f->pend_cap) {
+      f->pend_cap = MIN(MAX(f->pend_cap * 2, f->pend_len + take), (size_t)PEND_MAX);
+      f->pend = g_realloc(f->pend, f->pend_cap);
+    }
+    memcpy(f->pend + f->pend_len, data + sent, take);
+    f->pend_len += take;
+    tcp->pend_total += take;
+  }
+  if (f->pend_len && !f->want_out) {
+    f->want_out = true;
+    tcp_update_events(nat, f);
+  }
+  return (ssize_t)(sent + take);
+}
+
+/* The host socket has room again: what waited goes first. */
+static bool
+tcp_host_drain(NbNat *nat, TcpFlow *f)
+{
+  if (f->pend_len) {
+    ssize_t w = send(f->fd, f->pend, f->pend_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        return false;
+      w = 0;
+    }
+    memmove(f->pend, f->pend + w, f->pend_len - (size_t)w);
+    f->pend_len -= (size_t)w;
+    nat->tcp->pend_total -= (size_t)w;
+  }
+  if (!f->pend_len && f->shut_pending) {
+    f->shut_pending = false;
+    shutdown(f->fd, SHUT_WR);
+  }
+  return true;
+}
+
 /* Data from the guest, in order, goes to the host socket. */
 static void
 tcp_guest_data(NbNat *nat, TcpFlow *f, const TcpSeg *seg)
@@ -641,30 +707,27 @@ tcp_guest_data(NbNat *nat, TcpFlow *f, const TcpSeg *seg)
     return;
   }
   if (len) {
-    ssize_t w = send(f->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    ssize_t w = tcp_host_write(nat, f, data, len);
     if (w < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        tcp_reset_guest(nat, f);
-        tcp_kill(nat, f, false);
-        return;
-      }
-      w = 0;
+      tcp_reset_guest(nat, f);
+      tcp_kill(nat, f, false);
+      return;
     }
     f->rcv_nxt += (uint32_t)w;
-    f->wnd_dirty = true;
     if ((size_t)w < len) {
-      /* The host socket is full: what did not fit is not acknowledged,
-       * and the window we advertise tells the guest to wait. */
-      f->want_out = true;
+      /* Neither the socket nor our bounded buffer had room: what did not
+       * fit is not acknowledged, and the guest sends it again. */
       fin = false;
-      tcp_update_events(nat, f);
     }
     tcp_ack_later(nat, f);
   }
   if (fin) {
     f->rcv_nxt++;
     f->guest_fin = true;
-    shutdown(f->fd, SHUT_WR);
+    if (f->pend_len)
+      f->shut_pending = true;
+    else
+      shutdown(f->fd, SHUT_WR);
     tcp_output(nat, f, f->snd_nxt, NB_TCP_ACK, 0);
     tcp_maybe_finish(nat, f);
   }
@@ -735,8 +798,8 @@ nat_tcp_input(NbNat *nat, const NatPacket *pkt)
                    ((flags & NB_TCP_FIN) && !(flags & NB_TCP_ACK));
   if (doff < NB_TCP_HLEN || doff > len || bad_flags || pkt->src == 0 ||
       !tcp_parse_options(t + NB_TCP_HLEN, doff - NB_TCP_HLEN, &seg) ||
-      nb_csum_fold(nb_csum_partial(t, len, nb_csum_pseudo(pkt->src, pkt->dst, NB_IP_PROTO_TCP,
-                                                          (uint16_t)len))) != 0) {
+      (!pkt->csum_partial && nb_csum_fold(nb_csum_partial(t, len, nb_csum_pseudo(pkt->src, pkt->dst, NB_IP_PROTO_TCP,
+                                                          (uint16_t)len))) != 0)) {
     NAT_COUNT(nat, drop_tcp);
     return;
   }

@@ -108,17 +108,12 @@ nat_udp_send(NbNat *nat, uint32_t src, uint16_t sport, uint32_t dst, uint16_t dp
   nb_wr16(u, sport);
   nb_wr16(u + 2, dport);
   nb_wr16(u + 4, (uint16_t)total);
-  nb_wr16(u + 6, 0);
-  unsigned flags = 0;
-  if (nat->backend.peer_features & NB_NET_PEER_CSUM_OFFLOAD) {
-    flags = NB_NET_FRAME_DATA_VALID;
-  } else {
-    uint16_t sum = nb_csum_fold(nb_csum_partial(u, total,
-                                                nb_csum_pseudo(src, dst, NB_IP_PROTO_UDP,
-                                                               (uint16_t)total)));
-    nb_wr16(u + 6, sum ? sum : 0xffff);
-  }
-  nat_ip_send(nat, NB_IP_PROTO_UDP, src, dst, total, flags);
+  /* A datagram that must be fragmented needs its whole checksum now. */
+  bool fits = NB_IP_HLEN + total <= nat->cfg->mtu;
+  NbNetFrameMeta meta = { 0 };
+  if (nat_l4_csum(nat, u, total, 6, NB_IP_PROTO_UDP, src, dst, fits))
+    meta.flags = NB_NET_FRAME_CSUM_PARTIAL;
+  nat_ip_send(nat, NB_IP_PROTO_UDP, src, dst, total, &meta);
 }
 
 /* Datagrams arriving on a host socket, on their way to the guest. */
@@ -254,7 +249,7 @@ nat_udp_input(NbNat *nat, const NatPacket *pkt)
     NAT_COUNT(nat, drop_udp);
     return;
   }
-  if (nb_rd16(u + 6) != 0 &&
+  if (nb_rd16(u + 6) != 0 && !pkt->csum_partial &&
       nb_csum_fold(nb_csum_partial(u, ulen, nb_csum_pseudo(pkt->src, pkt->dst, NB_IP_PROTO_UDP,
                                                            (uint16_t)ulen))) != 0) {
     NAT_COUNT(nat, drop_udp);

@@ -158,9 +158,9 @@ nat_fwd_guest_addr(NbNat *nat, const NbNatHostFwd *fwd)
 /* ---- output ---- */
 
 void
-nat_deliver(NbNat *nat, const uint8_t *frame, size_t len, unsigned flags)
+nat_deliver(NbNat *nat, const uint8_t *frame, size_t len, const NbNetFrameMeta *meta)
 {
-  if (nb_net_backend_deliver(&nat->backend, frame, len, flags))
+  if (nb_net_backend_deliver(&nat->backend, frame, len, meta))
     NAT_COUNT(nat, tx_frames);
   else
     NAT_COUNT(nat, tx_dropped);
@@ -193,18 +193,36 @@ nat_ip_header(uint8_t *ip, uint8_t proto, uint32_t src, uint32_t dst, size_t tot
   nb_wr16(ip + 10, nb_csum(ip, NB_IP_HLEN));
 }
 
+bool
+nat_l4_csum(NbNat *nat, uint8_t *l4, size_t len, size_t csum_at, uint8_t proto, uint32_t src,
+            uint32_t dst, bool may_offload)
+{
+  uint32_t pseudo = nb_csum_pseudo(src, dst, proto, (uint16_t)len);
+  nb_wr16(l4 + csum_at, 0);
+  if (may_offload && (nat->backend.peer_features & NB_NET_PEER_CSUM_OFFLOAD)) {
+    /* The pseudo-header's sum, folded but not complemented, as a NIC
+     * finishing the sum expects it. */
+    nb_wr16(l4 + csum_at, (uint16_t)~nb_csum_fold(pseudo));
+    return true;
+  }
+  uint16_t sum = nb_csum_fold(nb_csum_partial(l4, len, pseudo));
+  if (proto == NB_IP_PROTO_UDP && sum == 0)
+    sum = 0xffff; /* zero means "no checksum" in UDP */
+  nb_wr16(l4 + csum_at, sum);
+  return false;
+}
+
 void
-nat_ip_send(NbNat *nat, uint8_t proto, uint32_t src, uint32_t dst, size_t l4_len, unsigned flags)
+nat_ip_send(NbNat *nat, uint8_t proto, uint32_t src, uint32_t dst, size_t l4_len,
+            const NbNetFrameMeta *meta)
 {
   uint8_t *frame = nat->tx;
   size_t mtu = nat->cfg->mtu;
-  if (!(nat->backend.peer_features & NB_NET_PEER_CSUM_OFFLOAD))
-    flags &= ~(unsigned)NB_NET_FRAME_DATA_VALID;
   nat_eth_header(nat, frame, NB_ETH_TYPE_IPV4, dst);
-  if (NB_IP_HLEN + l4_len <= mtu) {
+  if (NB_IP_HLEN + l4_len <= mtu || (meta && (meta->flags & NB_NET_FRAME_GSO_TCPV4))) {
     /* Don't-fragment, like a host stack doing path MTU discovery. */
     nat_ip_header(frame + NB_ETH_HLEN, proto, src, dst, NB_IP_HLEN + l4_len, nat->ip_id++, 0x4000);
-    nat_deliver(nat, frame, NB_ETH_HLEN + NB_IP_HLEN + l4_len, flags);
+    nat_deliver(nat, frame, NB_ETH_HLEN + NB_IP_HLEN + l4_len, meta);
     return;
   }
   /* Too big for the guest's MTU (a large datagram from a host socket): send
@@ -219,7 +237,7 @@ nat_ip_send(NbNat *nat, uint8_t proto, uint32_t src, uint32_t dst, size_t l4_len
     nat_ip_header(out + NB_ETH_HLEN, proto, src, dst, NB_IP_HLEN + n, id,
                   (uint16_t)((more ? 0x2000 : 0) | (off / 8)));
     memcpy(out + NAT_L4_OFF, frame + NAT_L4_OFF + off, n);
-    nat_deliver(nat, out, NB_ETH_HLEN + NB_IP_HLEN + n, flags);
+    nat_deliver(nat, out, NB_ETH_HLEN + NB_IP_HLEN + n, NULL);
   }
 }
 
@@ -238,7 +256,7 @@ nat_icmp_error(NbNat *nat, const NatPacket *pkt, uint8_t type, uint8_t code)
   uint32_t src = pkt->dst;
   if (!nat_is_guest_addr(nat, pkt->src))
     return;
-  nat_ip_send(nat, NB_IP_PROTO_ICMP, src, pkt->src, 8 + quote, 0);
+  nat_ip_send(nat, NB_IP_PROTO_ICMP, src, pkt->src, 8 + quote, NULL);
 }
 
 /* ---- input ---- */
@@ -270,7 +288,7 @@ nat_ip_options_ok(const uint8_t *opt, size_t len)
 }
 
 static void
-nat_ip_input(NbNat *nat, const uint8_t *ip, size_t len)
+nat_ip_input(NbNat *nat, const uint8_t *ip, size_t len, bool csum_partial)
 {
   if (len < NB_IP_HLEN || (ip[0] >> 4) != 4) {
     NAT_COUNT(nat, drop_ip);
@@ -307,7 +325,7 @@ nat_ip_input(NbNat *nat, const uint8_t *ip, size_t len)
     nat->guest_addr = src;
   NatPacket pkt = {
     .l4 = ip + hlen, .l4_len = total - hlen, .src = src, .dst = dst, .proto = ip[9],
-    .ttl = ip[8], .ip = ip, .ip_hlen = hlen,
+    .ttl = ip[8], .ip = ip, .ip_hlen = hlen, .csum_partial = csum_partial,
   };
   switch (pkt.proto) {
   case NB_IP_PROTO_TCP:
@@ -327,7 +345,7 @@ nat_ip_input(NbNat *nat, const uint8_t *ip, size_t len)
 }
 
 static void
-nat_send(NbNetBackend *backend, const uint8_t *frame, size_t len)
+nat_send(NbNetBackend *backend, const uint8_t *frame, size_t len, const NbNetFrameMeta *meta)
 {
   NbNat *nat = nat_from_backend(backend);
   nat->now = g_get_monotonic_time();
@@ -351,7 +369,8 @@ nat_send(NbNetBackend *backend, const uint8_t *frame, size_t len)
   } else if (type == NB_ETH_TYPE_IPV4) {
     memcpy(nat->guest_mac, src, 6);
     nat->guest_mac_known = true;
-    nat_ip_input(nat, frame + NB_ETH_HLEN, len - NB_ETH_HLEN);
+    nat_ip_input(nat, frame + NB_ETH_HLEN, len - NB_ETH_HLEN,
+                 meta && (meta->flags & NB_NET_FRAME_CSUM_PARTIAL));
   }
   /* Anything else (IPv6, VLANs, LLDP) is not handled by this engine. */
 }

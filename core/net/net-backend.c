@@ -27,9 +27,10 @@ nb_net_backend_get_context(NbNetBackend *backend)
 }
 
 void
-nb_net_backend_send(NbNetBackend *backend, const uint8_t *frame, size_t len)
+nb_net_backend_send(NbNetBackend *backend, const uint8_t *frame, size_t len,
+                    const NbNetFrameMeta *meta)
 {
-  backend->klass->send(backend, frame, len);
+  backend->klass->send(backend, frame, len, meta);
 }
 
 void
@@ -40,11 +41,30 @@ nb_net_backend_flush(NbNetBackend *backend)
 }
 
 bool
-nb_net_backend_deliver(NbNetBackend *backend, const uint8_t *frame, size_t len, unsigned flags)
+nb_net_backend_deliver(NbNetBackend *backend, const uint8_t *frame, size_t len,
+                       const NbNetFrameMeta *meta)
 {
   if (!backend->peer.deliver)
     return false;
-  return backend->peer.deliver(backend->peer_opaque, frame, len, flags);
+  return backend->peer.deliver(backend->peer_opaque, frame, len, meta);
+}
+
+bool
+nb_net_frame_csum_offsets(const uint8_t *frame, size_t len, uint16_t *start, uint16_t *offset)
+{
+  if (len < 14 + 20 || frame[12] != 0x08 || frame[13] != 0x00 || (frame[14] >> 4) != 4)
+    return false;
+  size_t l4 = 14 + (size_t)(frame[14] & 0xf) * 4;
+  uint8_t proto = frame[14 + 9];
+  if (proto == 6 && l4 + 20 <= len) {
+    *offset = 16;
+  } else if (proto == 17 && l4 + 8 <= len) {
+    *offset = 6;
+  } else {
+    return false;
+  }
+  *start = (uint16_t)l4;
+  return true;
 }
 
 void

@@ -14,34 +14,52 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Flags of a frame delivered to the guest. */
+/* What a frame carries besides its bytes: the offloads of virtio-net
+ * (VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4), which TAP devices
+ * with IFF_VNET_HDR share. A frame without offloads has meta NULL or
+ * flags 0. */
 typedef enum {
-  /* The L4 checksum was not computed; the data is known good (it came from a
-   * host socket). Only used when the peer asked for NB_NET_PEER_CSUM_OFFLOAD:
-   * virtio-net reports it as VIRTIO_NET_HDR_F_DATA_VALID. */
-  NB_NET_FRAME_DATA_VALID = 1 << 0,
+  /* The TCP or UDP checksum field holds only the pseudo-header sum; the
+   * rest is to be summed by whoever needs it. Where the checksum field is
+   * can be found with nb_net_frame_csum_offsets(). */
+  NB_NET_FRAME_CSUM_PARTIAL = 1 << 0,
+  /* A TCP/IPv4 segment larger than the MTU, to be cut into segments of
+   * gso_size payload bytes. Always with NB_NET_FRAME_CSUM_PARTIAL. */
+  NB_NET_FRAME_GSO_TCPV4 = 1 << 1,
 } NbNetFrameFlags;
 
-/* Features the frontend (the guest side) announces when it attaches. */
+typedef struct {
+  unsigned flags;    /* NbNetFrameFlags */
+  uint16_t gso_size;
+} NbNetFrameMeta;
+
+/* Features the frontend (the guest side) announces when it attaches: which
+ * offloaded frames it takes. */
 typedef enum {
-  /* Frames with NB_NET_FRAME_DATA_VALID are fine: the checksum field may be
-   * left unfilled, which saves a pass over every byte. */
-  NB_NET_PEER_CSUM_OFFLOAD = 1 << 0,
+  NB_NET_PEER_CSUM_OFFLOAD = 1 << 0, /* NB_NET_FRAME_CSUM_PARTIAL */
+  NB_NET_PEER_TSO4 = 1 << 1,         /* NB_NET_FRAME_GSO_TCPV4 */
 } NbNetPeerFeatures;
 
 typedef struct {
   /* A frame for the guest. Returns false when the guest has no room for it;
    * the frame is then dropped (TCP retransmits, UDP is lossy anyway). The
    * frame is only valid during the call. */
-  bool (*deliver)(void *opaque, const uint8_t *frame, size_t len, unsigned flags);
+  bool (*deliver)(void *opaque, const uint8_t *frame, size_t len, const NbNetFrameMeta *meta);
 } NbNetPeerOps;
+
+/* For a frame with NB_NET_FRAME_CSUM_PARTIAL: where the summing starts (the
+ * L4 header) and where, from there, the checksum field is. False if the
+ * frame is not TCP or UDP over IPv4. */
+bool nb_net_frame_csum_offsets(const uint8_t *frame, size_t len, uint16_t *start,
+                               uint16_t *offset);
 
 typedef struct NbNetBackend NbNetBackend;
 
 typedef struct {
   const char *name;
   /* A frame from the guest. The backend never keeps the pointer. */
-  void (*send)(NbNetBackend *backend, const uint8_t *frame, size_t len);
+  void (*send)(NbNetBackend *backend, const uint8_t *frame, size_t len,
+               const NbNetFrameMeta *meta);
   /* The end of a burst of send() calls: a backend may hold work (such as
    * acknowledgements) until then to batch it. */
   void (*flush)(NbNetBackend *backend);
@@ -68,11 +86,12 @@ void nb_net_backend_attach(NbNetBackend *backend, const NbNetPeerOps *ops, void 
 GMainContext *nb_net_backend_get_context(NbNetBackend *backend);
 
 /* Guest -> network. */
-void nb_net_backend_send(NbNetBackend *backend, const uint8_t *frame, size_t len);
+void nb_net_backend_send(NbNetBackend *backend, const uint8_t *frame, size_t len,
+                         const NbNetFrameMeta *meta);
 void nb_net_backend_flush(NbNetBackend *backend);
 
 /* Network -> guest, for backend implementations. */
 bool nb_net_backend_deliver(NbNetBackend *backend, const uint8_t *frame, size_t len,
-                            unsigned flags);
+                            const NbNetFrameMeta *meta);
 
 void nb_net_backend_free(NbNetBackend *backend);

@@ -4,11 +4,15 @@
  *
  *   nb-nat-tap --tap nbtap0 [--netns NAME] [--net "nat,hostfwd=..."] [--offload]
  *
+ * --offload turns on the TAP device's virtio-net header with checksum and
+ * TSO offloads, as a virtio-net guest would negotiate them.
+ *
  * Commands on stdin, one per line, answered on stdout:
  *   add HOSTFWD          e.g. add tcp:127.0.0.1:8080-:80
  *   remove tcp|udp ADDR PORT
  *   stats */
 #include "net/nat.h"
+#include "net/packet.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,17 +34,27 @@ typedef struct {
   bool vnet_hdr;
   NbNat *nat;
   NbNetBackend *backend;
-  uint8_t buf[65536 + sizeof(struct virtio_net_hdr)];
+  uint8_t buf[NB_ETH_HLEN + 65535 + 64 + sizeof(struct virtio_net_hdr)];
 } Tap;
 
 static bool
-tap_deliver(void *opaque, const uint8_t *frame, size_t len, unsigned flags)
+tap_deliver(void *opaque, const uint8_t *frame, size_t len, const NbNetFrameMeta *meta)
 {
   Tap *tap = opaque;
   struct virtio_net_hdr hdr = { 0 };
   struct iovec iov[2] = { { &hdr, sizeof hdr }, { (void *)frame, len } };
-  if (flags & NB_NET_FRAME_DATA_VALID)
-    hdr.flags = VIRTIO_NET_HDR_F_DATA_VALID;
+  uint16_t start, offset;
+  if (meta && (meta->flags & NB_NET_FRAME_CSUM_PARTIAL) &&
+      nb_net_frame_csum_offsets(frame, len, &start, &offset)) {
+    hdr.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    hdr.csum_start = start;
+    hdr.csum_offset = offset;
+    if (meta->flags & NB_NET_FRAME_GSO_TCPV4) {
+      hdr.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+      hdr.gso_size = meta->gso_size;
+      hdr.hdr_len = (uint16_t)(start + (frame[start + 12] >> 4) * 4);
+    }
+  }
   int n = tap->vnet_hdr ? 2 : 1;
   struct iovec *v = tap->vnet_hdr ? iov : iov + 1;
   for (int tries = 0; tries < 100; tries++) {
@@ -67,7 +81,18 @@ tap_readable(int fd, GIOCondition cond, gpointer data)
       break;
     if ((size_t)r < skip)
       continue;
-    nb_net_backend_send(tap->backend, tap->buf + skip, (size_t)r - skip);
+    NbNetFrameMeta meta = { 0 };
+    if (skip) {
+      struct virtio_net_hdr hdr;
+      memcpy(&hdr, tap->buf, sizeof hdr);
+      if (hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)
+        meta.flags |= NB_NET_FRAME_CSUM_PARTIAL;
+      if ((hdr.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) == VIRTIO_NET_HDR_GSO_TCPV4) {
+        meta.flags |= NB_NET_FRAME_GSO_TCPV4;
+        meta.gso_size = hdr.gso_size;
+      }
+    }
+    nb_net_backend_send(tap->backend, tap->buf + skip, (size_t)r - skip, &meta);
   }
   nb_net_backend_flush(tap->backend);
   return G_SOURCE_CONTINUE;
@@ -181,7 +206,7 @@ main(int argc, char **argv)
     { "tap", 0, 0, G_OPTION_ARG_STRING, &tap_name, "TAP device to create or attach", "NAME" },
     { "netns", 0, 0, G_OPTION_ARG_STRING, &netns, "network namespace of the TAP device", "NAME" },
     { "net", 0, 0, G_OPTION_ARG_STRING, &net, "NAT options, as for nestbox-vm --net", "nat,..." },
-    { "offload", 0, 0, G_OPTION_ARG_NONE, &offload, "skip checksums the kernel need not see", NULL },
+    { "offload", 0, 0, G_OPTION_ARG_NONE, &offload, "checksum and TSO offloads, as virtio-net negotiates them", NULL },
     G_OPTION_ENTRY_NULL,
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new("- the NAT engine on a TAP device");
@@ -204,8 +229,15 @@ main(int argc, char **argv)
     return 1;
   }
   if (offload) {
+    /* The namespace's kernel may then hand us unfinished checksums and
+     * 64 KiB TCP segments, and take the same from us: what a virtio-net
+     * guest with offloads does. */
     int sz = sizeof(struct virtio_net_hdr);
-    ioctl(tap->fd, TUNSETVNETHDRSZ, &sz);
+    if (ioctl(tap->fd, TUNSETVNETHDRSZ, &sz) < 0 ||
+        ioctl(tap->fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4) < 0) {
+      fprintf(stderr, "nb-nat-tap: cannot turn on TAP offloads: %s\n", g_strerror(errno));
+      return 1;
+    }
   }
   tap->nat = nb_nat_new(config, &error);
   if (!tap->nat) {
@@ -214,7 +246,8 @@ main(int argc, char **argv)
   }
   tap->backend = nb_nat_get_backend(tap->nat);
   NbNetPeerOps ops = { .deliver = tap_deliver };
-  nb_net_backend_attach(tap->backend, &ops, tap, offload ? NB_NET_PEER_CSUM_OFFLOAD : 0);
+  nb_net_backend_attach(tap->backend, &ops, tap,
+                        offload ? NB_NET_PEER_CSUM_OFFLOAD | NB_NET_PEER_TSO4 : 0);
   GSource *src = g_unix_fd_source_new(tap->fd, G_IO_IN);
   g_source_set_callback(src, (GSourceFunc)(void (*)(void))tap_readable, tap, NULL);
   g_source_attach(src, nb_net_backend_get_context(tap->backend));

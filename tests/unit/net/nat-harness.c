@@ -7,7 +7,7 @@ const uint8_t guest_mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
 static const uint8_t gw_mac[6] = { 0x52, 0x55, 0x0a, 0x00, 0x02, 0x02 };
 
 static bool
-capture(void *opaque, const uint8_t *frame, size_t len, unsigned flags)
+capture(void *opaque, const uint8_t *frame, size_t len, const NbNetFrameMeta *meta)
 {
   Harness *h = opaque;
   GByteArray *copy = g_byte_array_sized_new((guint)len);
@@ -53,7 +53,7 @@ harness_free(Harness *h)
 void
 harness_send(Harness *h, const uint8_t *frame, size_t len)
 {
-  nb_net_backend_send(h->be, frame, len);
+  nb_net_backend_send(h->be, frame, len, NULL);
   nb_net_backend_flush(h->be);
 }
 
