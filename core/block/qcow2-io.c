@@ -158,7 +158,7 @@ writable_l2(NbQcow2 *s, uint64_t vc, uint64_t *l2_out, GError **error)
     memcpy(table, cached, s->cluster_size);
   }
   uint64_t fresh;
-  if (!nb_qcow2_alloc_cluster(s, &fresh, error))
+  if (!nb_qcow2_alloc_cluster(s, &fresh, NULL, error))
     return false;
   /* The table and the counts it relies on reach the disk before L1 points at it. */
   if (!nb_block_pwrite_full(s->block->fd, table, s->cluster_size, fresh, s->block->path, error) ||
@@ -262,20 +262,19 @@ write_locked(NbQcow2 *s, const struct iovec *iov, int iovcnt, uint64_t offset, G
     if (in_off == 0 && n == s->cluster_size) {
       /* Whole clusters: allocate a run that is contiguous on the host, write
        * the data in one go, then point the L2 entries at it. */
-      if (!nb_qcow2_alloc_cluster(s, &fresh, error))
+      if (!nb_qcow2_alloc_cluster(s, &fresh, NULL, error))
         return false;
       uint64_t count = 1;
       while (done + count * s->cluster_size + s->cluster_size <= total &&
-             count * s->cluster_size < MAX_RUN_BYTES && s->reserved->len > 0 &&
-             g_array_index(s->reserved, uint64_t, 0) ==
-                 (fresh >> s->cluster_bits) + count) {
+             count * s->cluster_size < MAX_RUN_BYTES &&
+             nb_qcow2_next_reserved(s) == (fresh >> s->cluster_bits) + count) {
         uint64_t e2;
         if (!nb_qcow2_get_entry(s, vc + count, &e2, error) || !validate_entry(s, e2, error))
           return false;
         if (nb_qcow2_entry_type(e2) == NB_QCOW2_NORMAL && (e2 & QCOW2_OFLAG_COPIED))
           break;
         uint64_t next;
-        nb_qcow2_alloc_cluster(s, &next, NULL);
+        nb_qcow2_alloc_cluster(s, &next, NULL, NULL);
         count++;
       }
       size_t bytes = (size_t)(count * s->cluster_size);
@@ -287,14 +286,25 @@ write_locked(NbQcow2 *s, const struct iovec *iov, int iovcnt, uint64_t offset, G
       }
       done += bytes;
     } else {
-      if (!cluster_content(s, vc, e, s->tmp, error))
+      bool zeroed;
+      if (!nb_qcow2_alloc_cluster(s, &fresh, &zeroed, error))
         return false;
-      nb_iov_to_buf(iov, iovcnt, done, s->tmp + in_off, n);
-      if (!nb_qcow2_alloc_cluster(s, &fresh, error))
-        return false;
-      if (!nb_block_pwrite_full(s->block->fd, s->tmp, s->cluster_size, fresh, s->block->path,
-                                error))
-        return false;
+      NbQcow2ClusterType type = nb_qcow2_entry_type(e);
+      bool was_zero = type == NB_QCOW2_ZERO ||
+                      (type == NB_QCOW2_UNALLOCATED &&
+                       (s->backing == NULL || pos - in_off >= nb_block_size(s->backing)));
+      if (zeroed && was_zero) {
+        /* A never-written cluster already reads as zeroes around the data. */
+        if (!io_vec(s, iov, iovcnt, done, n, fresh + in_off, true, error))
+          return false;
+      } else {
+        if (!cluster_content(s, vc, e, s->tmp, error))
+          return false;
+        nb_iov_to_buf(iov, iovcnt, done, s->tmp + in_off, n);
+        if (!nb_block_pwrite_full(s->block->fd, s->tmp, s->cluster_size, fresh, s->block->path,
+                                  error))
+          return false;
+      }
       if (!set_entry(s, vc, fresh | QCOW2_OFLAG_COPIED, error))
         return false;
       done += n;

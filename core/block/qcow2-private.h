@@ -146,8 +146,11 @@ bool nb_qcow2_refcount_set(NbQcow2 *s, uint64_t cluster, uint64_t value, GError 
 /* Adds addend (may be negative) to every cluster that [offset, offset+len) touches. */
 bool nb_qcow2_refcount_update_range(NbQcow2 *s, uint64_t offset, uint64_t len, int addend,
                                     GError **error);
-/* One data or L2 cluster, from the reserve (counted and synced in batches). */
-bool nb_qcow2_alloc_cluster(NbQcow2 *s, uint64_t *offset, GError **error);
+/* One data or L2 cluster from the reserve (counted in batches). *zeroed
+ * (may be NULL) says whether it was never written, so reads as zeroes. */
+bool nb_qcow2_alloc_cluster(NbQcow2 *s, uint64_t *offset, bool *zeroed, GError **error);
+/* The cluster index the next allocation returns, or UINT64_MAX. */
+uint64_t nb_qcow2_next_reserved(NbQcow2 *s);
 /* n contiguous clusters for a table, counted and synced before returning. */
 bool nb_qcow2_alloc_contiguous(NbQcow2 *s, uint64_t n, uint64_t *offset, GError **error);
 /* Drops the clusters [offset, offset+len) touches once the file is synced. */

@@ -303,13 +303,24 @@ nb_qcow2_refcount_update_range(NbQcow2 *s, uint64_t offset, uint64_t len, int ad
   return true;
 }
 
+/* Reserve entries: a cluster index, with this bit when the cluster comes
+ * from past the end of everything ever written, so it reads as zeroes. */
+#define RESERVED_FRESH (UINT64_C(1) << 63)
+
 static bool
 is_reserved(NbQcow2 *s, uint64_t c)
 {
   for (guint i = 0; i < s->reserved->len; i++)
-    if (g_array_index(s->reserved, uint64_t, i) == c)
+    if ((g_array_index(s->reserved, uint64_t, i) & ~RESERVED_FRESH) == c)
       return true;
   return false;
+}
+
+uint64_t
+nb_qcow2_next_reserved(NbQcow2 *s)
+{
+  return s->reserved->len ? g_array_index(s->reserved, uint64_t, 0) & ~RESERVED_FRESH
+                          : UINT64_MAX;
 }
 
 static bool
@@ -334,7 +345,8 @@ refill_reserve(NbQcow2 *s, GError **error)
     uint64_t c = s->end_cluster++;
     if (!nb_qcow2_refcount_set(s, c, 1, error))
       return false;
-    g_array_append_val(s->reserved, c);
+    uint64_t entry = c | RESERVED_FRESH;
+    g_array_append_val(s->reserved, entry);
     got++;
   }
   /* Sequential writers get bigger batches. No sync here: the counts are
@@ -345,13 +357,15 @@ refill_reserve(NbQcow2 *s, GError **error)
 }
 
 bool
-nb_qcow2_alloc_cluster(NbQcow2 *s, uint64_t *offset, GError **error)
+nb_qcow2_alloc_cluster(NbQcow2 *s, uint64_t *offset, bool *zeroed, GError **error)
 {
   if (s->reserved->len == 0 && !refill_reserve(s, error))
     return false;
   uint64_t c = g_array_index(s->reserved, uint64_t, 0);
   g_array_remove_index(s->reserved, 0);
-  *offset = c << s->cluster_bits;
+  if (zeroed)
+    *zeroed = (c & RESERVED_FRESH) != 0;
+  *offset = (c & ~RESERVED_FRESH) << s->cluster_bits;
   return true;
 }
 
@@ -401,7 +415,7 @@ bool
 nb_qcow2_release_reserve(NbQcow2 *s, GError **error)
 {
   while (s->reserved->len > 0) {
-    uint64_t c = g_array_index(s->reserved, uint64_t, s->reserved->len - 1);
+    uint64_t c = g_array_index(s->reserved, uint64_t, s->reserved->len - 1) & ~RESERVED_FRESH;
     if (!nb_qcow2_refcount_set(s, c, 0, error))
       return false;
     g_array_set_size(s->reserved, s->reserved->len - 1);
