@@ -213,6 +213,48 @@ nb_qcow2_snapshot_list(NbBlock *block, GError **error)
   return out;
 }
 
+/* Whether every cluster of the active tree can take one more user: checked
+ * first so a snapshot never stops halfway on narrow refcounts. */
+static bool
+room_for_one_more(NbQcow2 *s, GError **error)
+{
+  uint64_t n = UINT64_C(1) << s->l2_bits;
+  for (uint32_t i = 0; i < s->l1_size; i++) {
+    uint64_t l2 = s->l1[i] & QCOW2_OFFSET_MASK;
+    if (l2 == 0)
+      continue;
+    uint64_t rc;
+    if (!nb_qcow2_check_l2_offset(s, l2, error) ||
+        !nb_qcow2_refcount_get(s, l2 >> s->cluster_bits, &rc, error))
+      return false;
+    if (rc >= s->refcount_max)
+      goto full;
+    for (uint64_t j = 0; j < n; j++) {
+      uint64_t e;
+      if (!nb_qcow2_get_entry(s, ((uint64_t)i << s->l2_bits) + j, &e, error))
+        return false;
+      uint64_t host = e & QCOW2_OFFSET_MASK, len = 1;
+      if (nb_qcow2_entry_type(e) == NB_QCOW2_COMPRESSED)
+        nb_qcow2_compressed_range(s, e, &host, &len);
+      if (host == 0)
+        continue;
+      for (uint64_t c = host >> s->cluster_bits; c <= (host + len - 1) >> s->cluster_bits; c++) {
+        if (!nb_qcow2_refcount_get(s, c, &rc, error))
+          return false;
+        if (rc >= s->refcount_max)
+          goto full;
+      }
+    }
+  }
+  return true;
+full:
+  g_set_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_UNSUPPORTED,
+              "%s: cannot take another snapshot: its %u-bit refcounts are full "
+              "(delete a snapshot, or convert to an image with wider refcounts)",
+              s->block->path, 1u << s->refcount_order);
+  return false;
+}
+
 static bool
 create_locked(NbQcow2 *s, const char *name, GError **error)
 {
@@ -232,7 +274,7 @@ create_locked(NbQcow2 *s, const char *name, GError **error)
                 "%s: too many snapshots: delete some first", s->block->path);
     return false;
   }
-  if (!nb_qcow2_sync(s, error))
+  if (!nb_qcow2_sync(s, error) || !room_for_one_more(s, error))
     return false;
   uint64_t next_id = 1;
   for (guint i = 0; i < s->snapshots->len; i++) {

@@ -295,6 +295,32 @@ test_check(void)
   bt_rmdir(dir);
 }
 
+static void
+test_snapshot_refcount_limit(void)
+{
+  /* 2-bit refcounts hold three users: the third snapshot is refused up
+   * front and the image stays consistent. */
+  g_autofree char *dir = bt_tmpdir();
+  g_autofree char *path = g_build_filename(dir, "r.qcow2", NULL);
+  g_autoptr(GError) error = NULL;
+  NbQcow2CreateOptions o = { .cluster_bits = 12, .refcount_order = 1 };
+  g_assert_true(nb_qcow2_create(path, 1 << 20, &o, &error));
+  {
+    g_autoptr(NbBlock) b = open_rw(path);
+    bt_write(b, "x", 1, 0);
+    g_assert_true(nb_qcow2_snapshot_create(b, "a", &error));
+    g_assert_true(nb_qcow2_snapshot_create(b, "b", &error));
+    g_assert_no_error(error);
+    g_assert_false(nb_qcow2_snapshot_create(b, "c", &error));
+    g_assert_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_UNSUPPORTED);
+    g_assert_nonnull(strstr(error->message, "refcounts are full"));
+    g_clear_error(&error);
+    bt_write(b, "y", 1, 0);
+  }
+  bt_assert_qemu_check(path, false);
+  bt_rmdir(dir);
+}
+
 typedef struct {
   NbBlock *b;
   int index;
@@ -380,6 +406,7 @@ main(int argc, char **argv)
   g_test_add_func("/block/qcow2/snapshots", test_snapshots);
   g_test_add_func("/block/qcow2/check", test_check);
   g_test_add_func("/block/qcow2/threads", test_threads);
+  g_test_add_func("/block/qcow2/snapshot-refcount-limit", test_snapshot_refcount_limit);
   g_test_add_func("/block/qcow2/zero-flag", test_zero_flag);
   return g_test_run();
 }
