@@ -13,6 +13,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
+# Tests may build it on demand in parallel: one builder at a time per OUTDIR.
+exec 9>"$out/.lock"
+flock 9
+
 # The exact kernel package, never a wildcard (that would fetch every version).
 kernel_package() {
   apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
