@@ -216,11 +216,12 @@ nb_qcow2_snapshot_list(NbBlock *block, GError **error)
 /* Whether every cluster of the active tree can take one more user: checked
  * first so a snapshot never stops halfway on narrow refcounts. */
 static bool
-room_for_one_more(NbQcow2 *s, GError **error)
+room_for_one_more(NbQcow2 *s, const uint64_t *l1, uint32_t l1_size, GError **error)
 {
   uint64_t n = UINT64_C(1) << s->l2_bits;
-  for (uint32_t i = 0; i < s->l1_size; i++) {
-    uint64_t l2 = s->l1[i] & QCOW2_OFFSET_MASK;
+  g_autofree uint64_t *table = g_malloc(s->cluster_size);
+  for (uint32_t i = 0; i < l1_size; i++) {
+    uint64_t l2 = l1[i] & QCOW2_OFFSET_MASK;
     if (l2 == 0)
       continue;
     uint64_t rc;
@@ -229,10 +230,12 @@ room_for_one_more(NbQcow2 *s, GError **error)
       return false;
     if (rc >= s->refcount_max)
       goto full;
+    uint8_t *cached = nb_qcow2_cache_get(s, &s->l2_cache, l2, error);
+    if (cached == NULL)
+      return false;
+    memcpy(table, cached, s->cluster_size);
     for (uint64_t j = 0; j < n; j++) {
-      uint64_t e;
-      if (!nb_qcow2_get_entry(s, ((uint64_t)i << s->l2_bits) + j, &e, error))
-        return false;
+      uint64_t e = GUINT64_FROM_BE(table[j]);
       uint64_t host = e & QCOW2_OFFSET_MASK, len = 1;
       if (nb_qcow2_entry_type(e) == NB_QCOW2_COMPRESSED)
         nb_qcow2_compressed_range(s, e, &host, &len);
@@ -249,8 +252,8 @@ room_for_one_more(NbQcow2 *s, GError **error)
   return true;
 full:
   g_set_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_UNSUPPORTED,
-              "%s: cannot take another snapshot: its %u-bit refcounts are full "
-              "(delete a snapshot, or convert to an image with wider refcounts)",
+              "%s: its %u-bit refcounts are full: delete a snapshot first, or convert "
+              "to an image with wider refcounts",
               s->block->path, 1u << s->refcount_order);
   return false;
 }
@@ -274,7 +277,7 @@ create_locked(NbQcow2 *s, const char *name, GError **error)
                 "%s: too many snapshots: delete some first", s->block->path);
     return false;
   }
-  if (!nb_qcow2_sync(s, error) || !room_for_one_more(s, error))
+  if (!nb_qcow2_sync(s, error) || !room_for_one_more(s, s->l1, s->l1_size, error))
     return false;
   uint64_t next_id = 1;
   for (guint i = 0; i < s->snapshots->len; i++) {
@@ -366,6 +369,13 @@ apply_locked(NbQcow2 *s, const char *name_or_id, GError **error)
     return false;
   g_autofree uint64_t *snap = read_l1(s, e, s->l1_size, error);
   if (snap == NULL)
+    return false;
+  for (uint32_t i = 0; i < e->l1_size; i++) {
+    uint64_t l2 = snap[i] & QCOW2_OFFSET_MASK;
+    if (l2 != 0 && !nb_qcow2_check_l2_offset(s, l2, error))
+      return false;
+  }
+  if (!room_for_one_more(s, snap, e->l1_size, error))
     return false;
   /* The snapshot's tree gains the active disk as a user, then the active L1
    * switches to it, then the old tree loses that user. */

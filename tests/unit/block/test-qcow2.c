@@ -315,7 +315,17 @@ test_snapshot_refcount_limit(void)
     g_assert_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_UNSUPPORTED);
     g_assert_nonnull(strstr(error->message, "refcounts are full"));
     g_clear_error(&error);
+    /* Applying would need a fourth user for the shared clusters. */
+    g_assert_false(nb_qcow2_snapshot_apply(b, "a", &error));
+    g_assert_error(error, NB_BLOCK_ERROR, NB_BLOCK_ERROR_UNSUPPORTED);
+    g_clear_error(&error);
     bt_write(b, "y", 1, 0);
+    g_assert_true(nb_qcow2_snapshot_delete(b, "b", &error));
+    g_assert_true(nb_qcow2_snapshot_apply(b, "a", &error));
+    g_assert_no_error(error);
+    uint8_t c;
+    bt_read(b, &c, 1, 0);
+    g_assert_cmpuint(c, ==, 'x');
   }
   bt_assert_qemu_check(path, false);
   bt_rmdir(dir);
