@@ -1,4 +1,5 @@
 #include "machine/machine.h"
+#include "block/block.h"
 #include "boot/acpi.h"
 #include "boot/linux-loader.h"
 #include "hw/acpi-pm.h"
@@ -11,6 +12,9 @@
 #include "kvm/memory-map.h"
 #include "kvm/vcpu.h"
 #include "kvm/vm.h"
+#include "virtio/virtio-blk.h"
+#include "virtio/virtio-console.h"
+#include "virtio/virtio-rng.h"
 
 #include <gio/gio.h>
 
@@ -33,6 +37,11 @@ struct NbMachine {
   NbRtc *rtc;
   NbAcpiPm *acpi_pm;
   NbPvpanic *pvpanic;
+  GPtrArray *blocks;          /* NbBlock, closed after the devices using them */
+  GPtrArray *virtio_blks;     /* NbVirtioBlk */
+  NbVirtioRng *virtio_rng;
+  NbVirtioConsole *virtio_console;
+  bool console_on_hvc;
   NbLinuxBootInfo boot;
 
   GMutex state_lock;
@@ -106,7 +115,17 @@ static void
 on_console_input(void *ctx, const uint8_t *data, size_t len)
 {
   NbMachine *m = ctx;
-  nb_serial_receive(m->serial, data, len);
+  if (m->console_on_hvc)
+    nb_virtio_console_input(m->virtio_console, data, len);
+  else
+    nb_serial_receive(m->serial, data, len);
+}
+
+static void
+on_hvc_output(void *ctx, const uint8_t *data, size_t len)
+{
+  NbMachine *m = ctx;
+  nb_console_io_write(m->console, data, len);
 }
 
 static void
@@ -168,7 +187,6 @@ add_devices(NbMachine *m, GError **error)
   m->serial = nb_serial_new(irqs, COM1_IRQ, on_serial_output, m);
   if (!nb_serial_register(m->serial, pio, COM1_PORT, error))
     return false;
-  nb_console_io_set_input(m->console, on_console_input, m);
 
   m->i8042 = nb_i8042_new(irqs, on_reset, m);
   if (!nb_i8042_register(m->i8042, pio, error))
@@ -191,6 +209,56 @@ add_devices(NbMachine *m, GError **error)
   m->pvpanic = nb_pvpanic_new(on_pvpanic, m);
   if (!nb_pci_bus_add(m->pci, nb_pvpanic_pci_device(m->pvpanic), error))
     return false;
+  return true;
+}
+
+static bool
+add_disk(NbMachine *m, const NbDiskSpec *spec, unsigned index, GError **error)
+{
+  NbBlockOpenOptions open_options = { .format = NB_BLOCK_FORMAT_AUTO, .read_only = spec->read_only };
+  if (spec->format && !nb_block_format_parse(spec->format, &open_options.format, error))
+    return false;
+  NbBlock *block = nb_block_open(spec->path, &open_options, error);
+  if (block == NULL) {
+    g_prefix_error(error, "disk %u: ", index + 1);
+    return false;
+  }
+  g_ptr_array_add(m->blocks, block);
+  NbVirtioBlk *blk = nb_virtio_blk_new(m->mem, block, spec->serial, error);
+  if (blk == NULL)
+    return false;
+  g_ptr_array_add(m->virtio_blks, blk);
+  return nb_pci_bus_add(m->pci, nb_virtio_blk_pci_device(blk), error);
+}
+
+static bool
+add_virtio_devices(NbMachine *m, const NbVmOptions *options, GError **error)
+{
+  for (guint i = 0; i < options->disks->len; i++)
+    if (!add_disk(m, &g_array_index(options->disks, NbDiskSpec, i), i, error))
+      return false;
+
+  if (options->rng) {
+    m->virtio_rng = nb_virtio_rng_new(m->mem, error);
+    if (m->virtio_rng == NULL ||
+        !nb_pci_bus_add(m->pci, nb_virtio_rng_pci_device(m->virtio_rng), error))
+      return false;
+  }
+
+  if (options->console_hvc || options->console_ports->len > 0) {
+    guint n = options->console_ports->len;
+    g_autofree NbVirtioConsolePortSpec *ports = g_new0(NbVirtioConsolePortSpec, MAX(n, 1));
+    for (guint i = 0; i < n; i++) {
+      const NbConsolePortSpec *spec = &g_array_index(options->console_ports, NbConsolePortSpec, i);
+      ports[i] = (NbVirtioConsolePortSpec){ spec->name, spec->socket_path };
+    }
+    m->virtio_console = nb_virtio_console_new(m->mem, ports, n,
+                                              options->console_hvc ? on_hvc_output : NULL, m, error);
+    if (m->virtio_console == NULL ||
+        !nb_pci_bus_add(m->pci, nb_virtio_console_pci_device(m->virtio_console), error))
+      return false;
+    m->console_on_hvc = options->console_hvc;
+  }
   return true;
 }
 
@@ -222,6 +290,8 @@ nb_machine_new(const NbVmOptions *options, NbConsoleIo *console, GError **error)
   g_mutex_init(&m->state_lock);
   m->n_cpus = options->cpus;
   m->console = console;
+  m->blocks = g_ptr_array_new();
+  m->virtio_blks = g_ptr_array_new();
 
   m->mem = nb_guest_memory_new(options->memory, error);
   if (m->mem == NULL || !load_linux(m, options, error))
@@ -239,8 +309,9 @@ nb_machine_new(const NbVmOptions *options, NbConsoleIo *console, GError **error)
       goto fail;
   }
   if (!nb_vcpu_setup_linux64(m->vcpus[0], m->boot.entry, m->boot.boot_params, error) ||
-      !add_devices(m, error))
+      !add_devices(m, error) || !add_virtio_devices(m, options, error))
     goto fail;
+  nb_console_io_set_input(m->console, on_console_input, m);
   return m;
 
 fail:
@@ -257,6 +328,14 @@ nb_machine_free(NbMachine *m)
     nb_console_io_set_input(m->console, NULL, NULL);
   for (unsigned i = 0; i < m->n_cpus; i++)
     nb_vcpu_free(m->vcpus[i]);
+  for (guint i = 0; i < m->virtio_blks->len; i++)
+    nb_virtio_blk_free(g_ptr_array_index(m->virtio_blks, i));
+  g_ptr_array_free(m->virtio_blks, TRUE);
+  for (guint i = 0; i < m->blocks->len; i++)
+    nb_block_close(g_ptr_array_index(m->blocks, i));
+  g_ptr_array_free(m->blocks, TRUE);
+  nb_virtio_rng_free(m->virtio_rng);
+  nb_virtio_console_free(m->virtio_console);
   nb_pvpanic_free(m->pvpanic);
   nb_pci_bus_free(m->pci);
   nb_acpi_pm_free(m->acpi_pm);

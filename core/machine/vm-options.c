@@ -5,8 +5,141 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 G_DEFINE_QUARK(nb-vm-options-error-quark, nb_vm_options_error)
+
+/* A path may contain commas; QEMU's way is to double them. We split on
+ * commas that are not doubled and undouble the rest. */
+static GPtrArray *
+split_option_list(const char *text)
+{
+  GPtrArray *parts = g_ptr_array_new_with_free_func(g_free);
+  GString *cur = g_string_new(NULL);
+  for (const char *p = text; *p; p++) {
+    if (*p == ',' && p[1] == ',') {
+      g_string_append_c(cur, ',');
+      p++;
+    } else if (*p == ',') {
+      g_ptr_array_add(parts, g_string_free(g_steal_pointer(&cur), FALSE));
+      cur = g_string_new(NULL);
+    } else {
+      g_string_append_c(cur, *p);
+    }
+  }
+  g_ptr_array_add(parts, g_string_free(cur, FALSE));
+  return parts;
+}
+
+bool
+nb_disk_spec_parse(const char *text, NbDiskSpec *out, GError **error)
+{
+  g_autoptr(GPtrArray) parts = split_option_list(text);
+  NbDiskSpec spec = { 0 };
+  const char *path = g_ptr_array_index(parts, 0);
+  if (*path == '\0') {
+    g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
+                "--disk %s: no image path: write --disk PATH[,readonly][,serial=ID][,format=raw|qcow2]",
+                text);
+    return false;
+  }
+  spec.path = g_strdup(path);
+  for (guint i = 1; i < parts->len; i++) {
+    const char *part = g_ptr_array_index(parts, i);
+    if (g_str_equal(part, "readonly") || g_str_equal(part, "ro")) {
+      spec.read_only = true;
+    } else if (g_str_has_prefix(part, "serial=")) {
+      const char *serial = part + 7;
+      if (*serial == '\0' || strlen(serial) > 20) {
+        g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
+                    "--disk %s: the serial must be 1 to 20 characters", text);
+        goto fail;
+      }
+      for (const char *c = serial; *c; c++) {
+        if (!g_ascii_isprint(*c)) {
+          g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
+                      "--disk %s: the serial must be printable ASCII", text);
+          goto fail;
+        }
+      }
+      g_free(spec.serial);
+      spec.serial = g_strdup(serial);
+    } else if (g_str_has_prefix(part, "format=")) {
+      const char *format = part + 7;
+      if (!g_str_equal(format, "raw") && !g_str_equal(format, "qcow2")) {
+        g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
+                    "--disk %s: unknown format “%s”: use raw or qcow2", text, format);
+        goto fail;
+      }
+      g_free(spec.format);
+      spec.format = g_strdup(format);
+    } else {
+      g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
+                  "--disk %s: unknown setting “%s”: use readonly, serial=ID or format=raw|qcow2 "
+                  "(a comma in the path is written as two)",
+                  text, part);
+      goto fail;
+    }
+  }
+  *out = spec;
+  return true;
+
+fail:
+  nb_disk_spec_clear(&spec);
+  return false;
+}
+
+void
+nb_disk_spec_clear(NbDiskSpec *spec)
+{
+  g_clear_pointer(&spec->path, g_free);
+  g_clear_pointer(&spec->serial, g_free);
+  g_clear_pointer(&spec->format, g_free);
+}
+
+static void
+disk_spec_array_clear(gpointer data)
+{
+  nb_disk_spec_clear(data);
+}
+
+static void
+console_port_spec_clear(gpointer data)
+{
+  NbConsolePortSpec *spec = data;
+  g_clear_pointer(&spec->name, g_free);
+  g_clear_pointer(&spec->socket_path, g_free);
+}
+
+static bool
+parse_console_port(const char *text, NbConsolePortSpec *out, GError **error)
+{
+  const char *eq = strchr(text, '=');
+  if (eq == NULL || eq == text || eq[1] == '\0') {
+    g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
+                "--console-port %s: write NAME=SOCKET, e.g. org.qemu.guest_agent.0=/run/user/1000/ga.sock",
+                text);
+    return false;
+  }
+  g_autofree char *name = g_strndup(text, eq - text);
+  for (const char *c = name; *c; c++) {
+    if (!g_ascii_isalnum(*c) && !strchr("._-", *c)) {
+      g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
+                  "--console-port %s: a port name may hold letters, digits, '.', '_' and '-' only",
+                  text);
+      return false;
+    }
+  }
+  if (strlen(eq + 1) >= 108) {
+    g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
+                "--console-port %s: the socket path is too long for a UNIX socket (107 bytes at most)",
+                text);
+    return false;
+  }
+  out->name = g_steal_pointer(&name);
+  out->socket_path = g_strdup(eq + 1);
+  return true;
+}
 
 bool
 nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
@@ -124,14 +257,42 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
     }
   }
 
+  options->disks = g_array_new(FALSE, TRUE, sizeof(NbDiskSpec));
+  g_array_set_clear_func(options->disks, disk_spec_array_clear);
+  for (char **d = disks; d && *d; d++) {
+    NbDiskSpec spec;
+    if (!nb_disk_spec_parse(*d, &spec, error)) {
+      nb_vm_options_clear(options);
+      return false;
+    }
+    g_array_append_val(options->disks, spec);
+  }
+  options->console_ports = g_array_new(FALSE, TRUE, sizeof(NbConsolePortSpec));
+  g_array_set_clear_func(options->console_ports, console_port_spec_clear);
+  for (char **p = ports; p && *p; p++) {
+    NbConsolePortSpec spec;
+    if (!parse_console_port(*p, &spec, error)) {
+      nb_vm_options_clear(options);
+      return false;
+    }
+    for (guint i = 0; i < options->console_ports->len; i++) {
+      if (g_str_equal(g_array_index(options->console_ports, NbConsolePortSpec, i).name, spec.name)) {
+        g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
+                    "--console-port %s: a port named %s is already given", *p, spec.name);
+        console_port_spec_clear(&spec);
+        nb_vm_options_clear(options);
+        return false;
+      }
+    }
+    g_array_append_val(options->console_ports, spec);
+  }
+
   options->kernel = g_steal_pointer(&kernel);
   options->initrd = g_steal_pointer(&initrd);
   options->append = g_steal_pointer(&append);
   options->no_reboot = no_reboot;
   options->rng = rng;
-  options->disks = disks ? g_steal_pointer(&disks) : g_new0(char *, 1);
   options->nets = nets ? g_steal_pointer(&nets) : g_new0(char *, 1);
-  options->console_ports = ports ? g_steal_pointer(&ports) : g_new0(char *, 1);
   return true;
 }
 
@@ -142,7 +303,7 @@ nb_vm_options_clear(NbVmOptions *options)
   g_clear_pointer(&options->initrd, g_free);
   g_clear_pointer(&options->append, g_free);
   g_clear_pointer(&options->serial_path, g_free);
-  g_clear_pointer(&options->disks, g_strfreev);
+  g_clear_pointer(&options->disks, g_array_unref);
   g_clear_pointer(&options->nets, g_strfreev);
-  g_clear_pointer(&options->console_ports, g_strfreev);
+  g_clear_pointer(&options->console_ports, g_array_unref);
 }

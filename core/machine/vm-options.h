@@ -23,6 +23,18 @@ typedef enum {
 #define NB_VM_DEFAULT_MEMORY (512 * UINT64_C(1048576))
 
 typedef struct {
+  char *path;
+  bool read_only;
+  char *serial;          /* NULL: none */
+  char *format;          /* NULL: detect */
+} NbDiskSpec;
+
+typedef struct {
+  char *name;
+  char *socket_path;
+} NbConsolePortSpec;
+
+typedef struct {
   char *kernel;
   char *initrd;
   char *append;
@@ -31,9 +43,9 @@ typedef struct {
   NbSerialMode serial;
   char *serial_path;
   bool no_reboot;
-  char **disks;          /* --disk, repeatable: PATH[,readonly][,serial=ID][,format=F] */
+  GArray *disks;         /* NbDiskSpec, from --disk PATH[,readonly][,serial=ID][,format=F] */
   char **nets;           /* --net, repeatable */
-  char **console_ports;  /* --console-port NAME=SOCKET, repeatable */
+  GArray *console_ports; /* NbConsolePortSpec, from --console-port NAME=SOCKET */
   bool rng;
   bool console_hvc;      /* --console hvc: guest console on virtio-console */
 } NbVmOptions;
@@ -42,3 +54,7 @@ typedef struct {
  * the option, what was wrong and what is expected. --help prints and exits. */
 bool nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error);
 void nb_vm_options_clear(NbVmOptions *options);
+
+/* One --disk value; the error names the option and the part that is wrong. */
+bool nb_disk_spec_parse(const char *text, NbDiskSpec *out, GError **error);
+void nb_disk_spec_clear(NbDiskSpec *spec);

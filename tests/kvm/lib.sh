@@ -40,7 +40,7 @@ nb_boot() {
   shift 3
   NB_LOG="$NB_WORK/$name.log"
   timeout -k 5 "$limit" "$NESTBOX_VM" --kernel "$NESTBOX_GUEST_DIR/vmlinuz" --initrd "$initrd" \
-    --append "console=ttyS0 panic=-1 quiet" --serial "file:$NB_LOG" "$@" \
+    --append "${NB_APPEND:-console=ttyS0} panic=-1 quiet" --serial "file:$NB_LOG" "$@" \
     > "$NB_WORK/$name.stderr" 2>&1
   NB_STATUS=$?
 }

@@ -35,7 +35,10 @@ test_full(void)
   g_assert_cmpint(o.serial, ==, NB_SERIAL_FILE);
   g_assert_cmpstr(o.serial_path, ==, "/tmp/log");
   g_assert_true(o.no_reboot);
-  g_assert_cmpuint(g_strv_length(o.disks), ==, 2);
+  g_assert_cmpuint(o.disks->len, ==, 2);
+  NbDiskSpec *b = &g_array_index(o.disks, NbDiskSpec, 1);
+  g_assert_cmpstr(b->path, ==, "b.img");
+  g_assert_true(b->read_only);
   g_assert_true(o.rng);
   nb_vm_options_clear(&o);
 }
@@ -50,7 +53,8 @@ test_defaults(void)
   g_assert_cmpint(o.serial, ==, NB_SERIAL_STDIO);
   g_assert_false(o.no_reboot);
   g_assert_null(o.initrd);
-  g_assert_cmpuint(g_strv_length(o.disks), ==, 0);
+  g_assert_cmpuint(o.disks->len, ==, 0);
+  g_assert_cmpuint(o.console_ports->len, ==, 0);
   nb_vm_options_clear(&o);
 }
 
@@ -76,6 +80,16 @@ test_errors(void)
     { { "--kernel", "/k", "--frobnicate" }, "bad option" },
     { { "--kernel", "/k", "stray" }, "unexpected argument" },
     { { "--kernel" }, "bad option" },
+    { { "--kernel", "/k", "--disk", "" }, "no image path" },
+    { { "--kernel", "/k", "--disk", "a.img,fast" }, "unknown setting “fast”" },
+    { { "--kernel", "/k", "--disk", "a.img,format=vdi" }, "unknown format “vdi”" },
+    { { "--kernel", "/k", "--disk", "a.img,serial=" }, "1 to 20 characters" },
+    { { "--kernel", "/k", "--disk", "a.img,serial=123456789012345678901" }, "1 to 20 characters" },
+    { { "--kernel", "/k", "--disk", "a.img,serial=a\tb" }, "printable" },
+    { { "--kernel", "/k", "--console-port", "noequals" }, "NAME=SOCKET" },
+    { { "--kernel", "/k", "--console-port", "=/s" }, "NAME=SOCKET" },
+    { { "--kernel", "/k", "--console-port", "a/b=/s" }, "letters, digits" },
+    { { "--kernel", "/k", "--console-port", "a=/s", "--console-port", "a=/t" }, "already given" },
   };
   for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
     char *argv[8] = { (char *)"nestbox-vm" };
@@ -91,6 +105,39 @@ test_errors(void)
   }
 }
 
+static void
+test_disk_specs(void)
+{
+  NbDiskSpec spec;
+  g_autoptr(GError) error = NULL;
+  g_assert_true(nb_disk_spec_parse("/srv/a,,b.qcow2,readonly,serial=DISK-1,format=qcow2", &spec, &error));
+  g_assert_no_error(error);
+  g_assert_cmpstr(spec.path, ==, "/srv/a,b.qcow2");
+  g_assert_true(spec.read_only);
+  g_assert_cmpstr(spec.serial, ==, "DISK-1");
+  g_assert_cmpstr(spec.format, ==, "qcow2");
+  nb_disk_spec_clear(&spec);
+  g_assert_true(nb_disk_spec_parse("plain.img", &spec, NULL));
+  g_assert_false(spec.read_only);
+  g_assert_null(spec.serial);
+  g_assert_null(spec.format);
+  nb_disk_spec_clear(&spec);
+}
+
+static void
+test_console_ports(void)
+{
+  NbVmOptions o;
+  g_assert_true(parse(&o, NULL, "--kernel", "/k", "--console-port", "org.qemu.guest_agent.0=/run/ga.sock",
+                      "--console-port", "log=/tmp/l", "--console", "hvc", NULL));
+  g_assert_cmpuint(o.console_ports->len, ==, 2);
+  NbConsolePortSpec *ga = &g_array_index(o.console_ports, NbConsolePortSpec, 0);
+  g_assert_cmpstr(ga->name, ==, "org.qemu.guest_agent.0");
+  g_assert_cmpstr(ga->socket_path, ==, "/run/ga.sock");
+  g_assert_true(o.console_hvc);
+  nb_vm_options_clear(&o);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -98,5 +145,7 @@ main(int argc, char **argv)
   g_test_add_func("/vm-options/full", test_full);
   g_test_add_func("/vm-options/defaults", test_defaults);
   g_test_add_func("/vm-options/errors", test_errors);
+  g_test_add_func("/vm-options/disk-specs", test_disk_specs);
+  g_test_add_func("/vm-options/console-ports", test_console_ports);
   return g_test_run();
 }
