@@ -79,7 +79,8 @@ struct NbNat {
   NatDns *dns;
 
   uint16_t ip_id;
-  uint8_t *tx;          /* NAT_TX_SIZE bytes: frames to the guest are built here */
+  uint8_t *tx;          /* the frame being built for the guest: usually tx_main */
+  uint8_t *tx_main;     /* NAT_TX_SIZE bytes */
 };
 
 static inline NbNat *

@@ -31,6 +31,10 @@
  * (or the peek fallback's skip) stays cheap. */
 #define MAX_INFLIGHT (4u << 20)
 #define DISCARD_SIZE 65536
+#define BATCH 32
+#define DISCARD_BATCH (64u * 1024)
+#define BATCH_SEG_MAX 9000
+#define BATCH_STRIDE (TCP_DATA_OFF + BATCH_SEG_MAX + 64)
 /* Guest data the host socket had no room for, accepted anyway so the guest
  * does not have to send it again: bounded per flow and in all. */
 #define PEND_MAX (2u * 1024 * 1024)
@@ -62,6 +66,7 @@ typedef struct {
   bool ack_pending;
   bool want_out;    /* host socket full: waiting for room */
   bool hup;         /* both directions of the host socket are shut: no more events */
+  uint32_t acked_unread; /* acknowledged by the guest, not yet taken out of the socket */
   uint8_t *pend;    /* guest data waiting for room in the host socket */
   size_t pend_len, pend_cap;
   bool shut_pending;/* the guest's FIN waits for pend to drain */
@@ -83,6 +88,7 @@ struct NatTcp {
   size_t pend_total;
   GPtrArray *pending; /* flows with an ACK to send at the end of the burst */
   uint8_t *discard;   /* sink for peeks without SO_PEEK_OFF */
+  uint8_t *batch;     /* BATCH frames of up to BATCH_SEG_MAX bytes of data */
 };
 
 static guint
@@ -156,6 +162,7 @@ nat_tcp_free(NbNat *nat, NatTcp *tcp)
   g_hash_table_unref(tcp->flows);
   g_ptr_array_unref(tcp->pending);
   g_free(tcp->discard);
+  g_free(tcp->batch);
   g_free(tcp);
 }
 
@@ -207,6 +214,15 @@ tcp_output_raw(NbNat *nat, uint32_t src, uint16_t sport, uint32_t dst, uint16_t 
 }
 
 static void tcp_update_events(NbNat *nat, TcpFlow *f);
+
+static void
+tcp_discard_acked(TcpFlow *f)
+{
+  if (f->acked_unread) {
+    recv(f->fd, NULL, f->acked_unread, MSG_TRUNC | MSG_DONTWAIT);
+    f->acked_unread = 0;
+  }
+}
 static bool tcp_host_drain(NbNat *nat, TcpFlow *f);
 
 static void
@@ -311,22 +327,39 @@ tcp_host_read(NbNat *nat, TcpFlow *f)
     size_t seg = (nat->backend.peer_features & NB_NET_PEER_TSO4)
                    ? 65535 - NB_IP_HLEN - NB_TCP_HLEN - 31
                    : f->mss;
-    size_t want = MIN(seg, (size_t)(wnd - inflight));
-    struct iovec iov[MAX_INFLIGHT / DISCARD_SIZE + 2];
+    size_t avail = wnd - inflight;
+    /* Small segments are read in a batch: one recvmsg() fills up to
+     * BATCH frames, each straight behind the room for its headers. */
+    size_t nseg = 1;
+    uint8_t *slots = nat->tx;
+    size_t stride = 0;
+    if (seg <= BATCH_SEG_MAX) {
+      if (!tcp->batch)
+        tcp->batch = g_malloc(BATCH * BATCH_STRIDE);
+      slots = tcp->batch;
+      stride = BATCH_STRIDE;
+      nseg = MIN((size_t)BATCH, (avail + seg - 1) / seg);
+    }
+    struct iovec iov[MAX_INFLIGHT / DISCARD_SIZE + 8 + BATCH];
     int n = 0;
+    size_t skip_total = inflight + f->acked_unread;
     if (!f->peek_off) {
       /* Skip the bytes already in flight by peeking them into a sink. */
       if (!tcp->discard)
         tcp->discard = g_malloc(DISCARD_SIZE);
-      for (uint32_t skip = inflight; skip; n++) {
+      for (size_t skip = skip_total; skip; n++) {
         iov[n].iov_base = tcp->discard;
-        iov[n].iov_len = MIN(skip, (uint32_t)DISCARD_SIZE);
-        skip -= (uint32_t)iov[n].iov_len;
+        iov[n].iov_len = MIN(skip, (size_t)DISCARD_SIZE);
+        skip -= iov[n].iov_len;
       }
     }
-    iov[n].iov_base = nat->tx + TCP_DATA_OFF;
-    iov[n].iov_len = want;
-    n++;
+    size_t want = 0;
+    for (size_t i = 0; i < nseg; i++) {
+      iov[n].iov_base = slots + i * stride + TCP_DATA_OFF;
+      iov[n].iov_len = MIN(seg, avail - want);
+      want += iov[n].iov_len;
+      n++;
+    }
     struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)n };
     ssize_t r = recvmsg(f->fd, &msg, MSG_PEEK | MSG_DONTWAIT);
     if (r < 0) {
@@ -337,14 +370,21 @@ tcp_host_read(NbNat *nat, TcpFlow *f)
       return;
     }
     if (!f->peek_off)
-      r -= inflight;
+      r -= (ssize_t)skip_total;
     if (r <= 0) {
       f->host_eof = true;
       break;
     }
-    uint8_t flags = NB_TCP_ACK | ((size_t)r < want ? NB_TCP_PSH : 0);
-    tcp_output(nat, f, f->snd_nxt, flags, (size_t)r);
-    f->snd_nxt += (uint32_t)r;
+    size_t left = (size_t)r;
+    for (size_t i = 0; i < nseg && left; i++) {
+      size_t len = MIN(left, seg);
+      left -= len;
+      uint8_t flags = NB_TCP_ACK | (left == 0 && (size_t)r < want ? NB_TCP_PSH : 0);
+      nat->tx = slots + i * stride;
+      tcp_output(nat, f, f->snd_nxt, flags, len);
+      nat->tx = nat->tx_main;
+      f->snd_nxt += (uint32_t)len;
+    }
     tcp_timer_start(nat, f);
     if ((size_t)r < want)
       break; /* the socket is drained for now */
@@ -363,6 +403,7 @@ tcp_host_read(NbNat *nat, TcpFlow *f)
 static void
 tcp_rewind(NbNat *nat, TcpFlow *f)
 {
+  tcp_discard_acked(f);
   if (f->fin_sent && !f->fin_acked) {
     f->fin_sent = false;
     f->host_eof = true; /* the EOF is still there; the FIN goes after the data */
@@ -752,10 +793,11 @@ tcp_guest_ack(NbNat *nat, TcpFlow *f, const TcpSeg *seg)
       f->fin_acked = true;
       data_acked--;
     }
-    if (data_acked) {
-      /* The guest has these bytes: now they may leave the host socket. */
-      recv(f->fd, NULL, data_acked, MSG_TRUNC | MSG_DONTWAIT);
-    }
+    /* The guest has these bytes: now they may leave the host socket, a
+     * few ACKs' worth at a time to save system calls. */
+    f->acked_unread += data_acked;
+    if (f->acked_unread >= DISCARD_BATCH || ack == f->snd_nxt)
+      tcp_discard_acked(f);
     f->snd_una = ack;
     f->retries = 0;
     f->dupacks = 0;

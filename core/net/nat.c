@@ -617,7 +617,7 @@ nb_nat_new(const NbNatConfig *config, GError **error)
   nat->epfd = epoll_create1(EPOLL_CLOEXEC);
   nat->dead = g_ptr_array_new();
   nat->fwds = g_ptr_array_new();
-  nat->tx = g_malloc0(NAT_TX_SIZE);
+  nat->tx = nat->tx_main = g_malloc0(NAT_TX_SIZE);
   nat->now = g_get_monotonic_time();
   nat->ip_id = (uint16_t)g_random_int();
   /* A locally administered address that shows the gateway's IPv4 address,
@@ -712,7 +712,7 @@ nat_destroy(NbNetBackend *backend)
     close(nat->epfd);
   g_main_context_unref(nat->context);
   nb_nat_config_free(nat->cfg);
-  g_free(nat->tx);
+  g_free(nat->tx_main);
   g_free(nat);
 }
 

@@ -18,10 +18,18 @@ typedef struct {
   NbNetBackend *be;
   GPtrArray *frames; /* GByteArray, in arrival order */
   GPtrArray *keep;   /* frames handed out by harness_wait() */
+  GArray *metas;     /* NbNetFrameMeta of each frame in frames */
+  NbNetFrameMeta meta; /* of the frame harness_wait() returned last */
   char *resolv;
 } Harness;
 
 Harness *harness_new(const char *options);
+/* With a peer that announces features (NbNetPeerFeatures). */
+Harness *harness_new_full(const char *options, unsigned features);
+/* Sends a frame with offload metadata. */
+void harness_send_meta(Harness *h, const uint8_t *frame, size_t len, const NbNetFrameMeta *meta);
+/* rx_ip() checks L4 checksums unless this is set (partial-checksum frames). */
+extern bool rx_ip_skip_l4_csum;
 void harness_free(Harness *h);
 void harness_send(Harness *h, const uint8_t *frame, size_t len);
 /* Runs the engine's context until a frame for the guest arrives, up to

@@ -557,6 +557,67 @@ test_tcp_window(void)
   harness_free(h);
 }
 
+/* A peer with checksum and TSO offloads gets 64 KiB segments with only the
+ * pseudo-header summed, and may send frames whose checksum it left undone. */
+static void
+test_tcp_offloads(void)
+{
+  Harness *h = harness_new_full(NULL, NB_NET_PEER_CSUM_OFFLOAD | NB_NET_PEER_TSO4);
+  uint16_t port;
+  int lfd = tcp_listener(&port);
+  uint8_t f[2048];
+  rx_ip_skip_l4_csum = true;
+  harness_send(h, f, build_tcp(f, GW_IP, 33010, port, 1, 0, NB_TCP_SYN, 65535, syn_opts,
+                               sizeof syn_opts, NULL, 0));
+  GByteArray *r = harness_wait(h, 2000);
+  RxTcp t = rx_tcp(r);
+  uint32_t hseq = t.seq + 1;
+  int afd = accept(lfd, NULL, NULL);
+
+  /* Guest data with its checksum left to us: garbage in the field, taken
+   * because the frame says so. */
+  size_t n = build_tcp(f, GW_IP, 33010, port, 2, hseq, NB_TCP_ACK, 65535, NULL, 0, "offload", 7);
+  f[NB_ETH_HLEN + NB_IP_HLEN + 16] ^= 0x5a;
+  NbNetFrameMeta partial = { .flags = NB_NET_FRAME_CSUM_PARTIAL };
+  harness_send_meta(h, f, n, &partial);
+  char buf[16];
+  g_assert_cmpint(recv(afd, buf, sizeof buf, 0), ==, 7);
+  g_assert_cmpmem(buf, 7, "offload", 7);
+
+  static char data[30000];
+  memset(data, 'z', sizeof data);
+  harness_clear(h);
+  g_assert_cmpint(send(afd, data, sizeof data, 0), ==, sizeof data);
+  size_t got = 0;
+  bool saw_gso = false;
+  while (got < sizeof data && (r = harness_wait(h, 1000))) {
+    RxIp ip = rx_ip(r);
+    t = rx_tcp(r);
+    if (!t.len)
+      continue;
+    g_assert_true(h->meta.flags & NB_NET_FRAME_CSUM_PARTIAL);
+    uint16_t want = (uint16_t)~nb_csum_fold(nb_csum_pseudo(ip.src, ip.dst, NB_IP_PROTO_TCP,
+                                                           (uint16_t)ip.l4_len));
+    g_assert_cmpuint(nb_rd16(ip.l4 + 16), ==, want);
+    uint16_t start, offset;
+    g_assert_true(nb_net_frame_csum_offsets(r->data, r->len, &start, &offset));
+    g_assert_cmpuint(start, ==, NB_ETH_HLEN + NB_IP_HLEN);
+    g_assert_cmpuint(offset, ==, 16);
+    if (t.len > 1460) {
+      g_assert_true(h->meta.flags & NB_NET_FRAME_GSO_TCPV4);
+      g_assert_cmpuint(h->meta.gso_size, ==, 1460);
+      saw_gso = true;
+    }
+    got += t.len;
+  }
+  g_assert_cmpuint(got, ==, sizeof data);
+  g_assert_true(saw_gso);
+  rx_ip_skip_l4_csum = false;
+  close(afd);
+  close(lfd);
+  harness_free(h);
+}
+
 /* ---- port forwards ---- */
 
 static void
@@ -607,6 +668,7 @@ main(int argc, char **argv)
   g_test_add_func("/nat/tcp/connect-data-close", test_tcp_connect_and_data);
   g_test_add_func("/nat/tcp/refused-and-reset", test_tcp_refused_and_reset);
   g_test_add_func("/nat/tcp/window", test_tcp_window);
+  g_test_add_func("/nat/tcp/offloads", test_tcp_offloads);
   g_test_add_func("/nat/hostfwd/runtime", test_hostfwd_runtime);
   return g_test_run();
 }

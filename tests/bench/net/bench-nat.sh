@@ -1,0 +1,116 @@
+#!/bin/bash
+# NAT throughput: the Nestbox engine (through nb-nat-tap) against
+# slirp4netns (libslirp), in the same set-up: a network namespace whose TAP
+# device is the guest, iperf3 from the namespace to a server on the host's
+# loopback reached through the gateway 10.0.2.2, both directions, MTU 1500
+# and 65520. Prints the median of RUNS runs, the ratio to slirp4netns, and
+# the CPU the engine process used per Gbit/s.
+#
+# Usage (as root): tests/bench/net/bench-nat.sh BUILD_DIR [RUNS] [SECONDS]
+set -u
+build=${1:?usage: bench-nat.sh BUILD_DIR [RUNS] [SECONDS]}
+runs=${2:-3}
+secs=${3:-3}
+tool=$build/tests/net/nb-nat-tap
+for t in iperf3 slirp4netns ip python3; do
+  command -v $t >/dev/null || { echo "$t is not installed"; exit 1; }
+done
+[ -x "$tool" ] || { echo "$tool is missing: build first"; exit 1; }
+
+port=$((30000 + RANDOM % 20000))
+iperf3 -s -B 127.0.0.1 -p $port > /dev/null 2>&1 &
+server=$!
+ns=nbbench$$
+engine_pid=
+cleanup() {
+  [ -n "$engine_pid" ] && kill $engine_pid 2>/dev/null
+  kill $server 2>/dev/null
+  ip netns del $ns 2>/dev/null
+}
+trap cleanup EXIT
+hz=$(getconf CLK_TCK)
+
+cpu_ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
+
+# start ENGINE MTU: a fresh namespace with the engine attached.
+start() {
+  local engine=$1 mtu=$2
+  ip netns add $ns
+  ip netns exec $ns ip link set lo up
+  case $engine in
+    slirp4netns)
+      slirp4netns --configure --mtu=$mtu --netns-type=path /var/run/netns/$ns tap0 > /dev/null 2>&1 &
+      engine_pid=$!
+      for _ in $(seq 50); do ip netns exec $ns ip -4 addr show tap0 2>/dev/null | grep -q inet && break; sleep 0.1; done
+      ;;
+    nestbox*)
+      local extra=
+      [ $engine = nestbox-offload ] && extra=--offload
+      "$tool" --tap tap0 --netns $ns --net "nat,mtu=$mtu" $extra < /dev/null > /dev/null 2>&1 &
+      engine_pid=$!
+      sleep 0.3
+      ip netns exec $ns ip link set tap0 mtu $mtu up
+      ip netns exec $ns ip addr add 10.0.2.15/24 dev tap0
+      ip netns exec $ns ip route add default via 10.0.2.2
+      ;;
+  esac
+}
+
+stop() {
+  kill $engine_pid 2>/dev/null
+  wait $engine_pid 2>/dev/null
+  engine_pid=
+  ip netns del $ns
+}
+
+# run DIRECTION: prints "Gbit/s cpu-seconds".
+run() {
+  local rev=
+  [ $1 = down ] && rev=-R
+  local before after
+  before=$(cpu_ticks $engine_pid)
+  local json
+  json=$(timeout $((secs + 15)) ip netns exec $ns iperf3 -c 10.0.2.2 -p $port -t $secs $rev -J 2>/dev/null)
+  after=$(cpu_ticks $engine_pid)
+  local gbps
+  gbps=$(python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%.3f" % (d["end"]["sum_received"]["bits_per_second"]/1e9))' <<< "$json" 2>/dev/null || echo 0)
+  echo "$gbps $(( after - before ))"
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+declare -A result cpu
+engines=(slirp4netns nestbox nestbox-offload)
+for mtu in 1500 65520; do
+  for engine in "${engines[@]}"; do
+    start $engine $mtu
+    for dir in up down; do
+      rates=()
+      ticks=0
+      for _ in $(seq $runs); do
+        read -r g t < <(run $dir)
+        rates+=("$g")
+        ticks=$((ticks + t))
+      done
+      med=$(printf '%s\n' "${rates[@]}" | median)
+      result[$engine,$mtu,$dir]=$med
+      # CPU of the engine process, in cores, per Gbit/s of the runs' mean rate.
+      cpu[$engine,$mtu,$dir]=$(python3 -c "import sys; r=[float(x) for x in sys.argv[3:]]; m=sum(r)/len(r); c=$ticks/$hz/($runs*$secs); print('%.2f' % (c/m) if m else 'n/a')" x x "${rates[@]}")
+      echo "# $engine mtu=$mtu $dir: runs ${rates[*]} Gbit/s, median $med" >&2
+    done
+    stop
+  done
+done
+
+echo "| MTU | direction | slirp4netns Gbit/s | Nestbox Gbit/s | ratio | Nestbox + csum offload Gbit/s | ratio | CPU cores per Gbit/s (slirp / Nestbox / offload) |"
+echo "|---|---|---|---|---|---|---|---|"
+for mtu in 1500 65520; do
+  for dir in up down; do
+    s=${result[slirp4netns,$mtu,$dir]}
+    n=${result[nestbox,$mtu,$dir]}
+    o=${result[nestbox-offload,$mtu,$dir]}
+    ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print('%.2fx' % (a/b) if b else 'n/a')" "$1" "$2"; }
+    label=$([ $dir = up ] && echo "guest to host" || echo "host to guest")
+    echo "| $mtu | $label | $s | $n | $(ratio $n $s) | $o | $(ratio $o $s) | ${cpu[slirp4netns,$mtu,$dir]} / ${cpu[nestbox,$mtu,$dir]} / ${cpu[nestbox-offload,$mtu,$dir]} |"
+  done
+done
