@@ -71,6 +71,7 @@ typedef struct {
   size_t pend_len, pend_cap;
   bool shut_pending;/* the guest's FIN waits for pend to drain */
   uint32_t iss, snd_una, snd_nxt, fin_seq;
+  uint32_t snd_max; /* the highest sequence number sent: snd_nxt goes back on a rewind */
   uint32_t rcv_nxt;
   uint32_t snd_wnd; /* the guest's receive window, in bytes */
   uint8_t snd_wscale, rcv_wscale;
@@ -317,7 +318,10 @@ tcp_host_read(NbNat *nat, TcpFlow *f)
   if (f->state != FLOW_ESTABLISHED || f->dead)
     return;
   NatTcp *tcp = nat->tcp;
-  while (!f->host_eof && !f->fin_sent) {
+  /* After a rewind the host's EOF may be known already: the data before it
+   * is still in the socket, and the peek that returns 0 marks where the FIN
+   * goes. */
+  while (!f->fin_sent) {
     uint32_t inflight = f->snd_nxt - f->snd_una;
     uint32_t wnd = MIN(f->snd_wnd, MAX_INFLIGHT);
     if (inflight >= wnd)
@@ -385,6 +389,8 @@ tcp_host_read(NbNat *nat, TcpFlow *f)
       nat->tx = nat->tx_main;
       f->snd_nxt += (uint32_t)len;
     }
+    if (SEQ_GT(f->snd_nxt, f->snd_max))
+      f->snd_max = f->snd_nxt;
     tcp_timer_start(nat, f);
     if ((size_t)r < want)
       break; /* the socket is drained for now */
@@ -394,6 +400,8 @@ tcp_host_read(NbNat *nat, TcpFlow *f)
     f->fin_sent = true;
     tcp_output(nat, f, f->snd_nxt, NB_TCP_FIN | NB_TCP_ACK, 0);
     f->snd_nxt++;
+    if (SEQ_GT(f->snd_nxt, f->snd_max))
+      f->snd_max = f->snd_nxt;
     tcp_timer_start(nat, f);
   }
   tcp_update_events(nat, f);
@@ -495,7 +503,7 @@ tcp_flow_new(NbNat *nat, const TcpKey *key, int fd)
   f->key = *key;
   f->fd = fd;
   f->iss = g_random_int();
-  f->snd_una = f->snd_nxt = f->iss + 1;
+  f->snd_una = f->snd_nxt = f->snd_max = f->iss + 1;
   f->rto_us = RTO_MIN_US;
   f->mss = 536;
   f->born = f->last = nat->now;
@@ -778,6 +786,29 @@ static void
 tcp_guest_ack(NbNat *nat, TcpFlow *f, const TcpSeg *seg)
 {
   uint32_t ack = seg->ack;
+  if (SEQ_GT(ack, f->snd_nxt) && SEQ_LEQ(ack, f->snd_max)) {
+    /* An ACK for data sent before a rewind, late: the guest has it, so
+     * sending resumes from there. */
+    f->acked_unread += ack - f->snd_una;
+    if (f->fin_sent && SEQ_GT(ack, f->fin_seq)) {
+      f->fin_acked = true;
+      f->acked_unread--;
+    } else if (!f->fin_sent && f->host_eof && ack == f->snd_max) {
+      /* The FIN sent before the rewind is what this acknowledges. */
+      f->fin_sent = f->fin_acked = true;
+      f->fin_seq = ack - 1;
+      f->acked_unread--;
+    }
+    f->snd_una = f->snd_nxt = ack;
+    tcp_discard_acked(f);
+    if (f->peek_off) {
+      int zero = 0;
+      setsockopt(f->fd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero);
+    }
+    f->rto_at = 0;
+    f->retries = 0;
+    f->rto_us = RTO_MIN_US;
+  }
   if (SEQ_GT(ack, f->snd_nxt)) {
     /* Acknowledges what we never sent. */
     NAT_COUNT(nat, drop_tcp);

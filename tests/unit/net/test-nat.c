@@ -523,6 +523,57 @@ test_tcp_refused_and_reset(void)
   harness_free(h);
 }
 
+/* Data and FIN lost on the way to the guest: both are sent again, the
+ * data first and the FIN after it, never a FIN that skips data. */
+static void
+test_tcp_retransmit_fin(void)
+{
+  Harness *h = harness_new(NULL);
+  uint16_t port;
+  int lfd = tcp_listener(&port);
+  uint8_t f[2048];
+  harness_send(h, f, build_tcp(f, GW_IP, 33020, port, 1, 0, NB_TCP_SYN, 65535, syn_opts,
+                               sizeof syn_opts, NULL, 0));
+  RxTcp t = rx_tcp(harness_wait(h, 2000));
+  uint32_t hseq = t.seq + 1;
+  int afd = accept(lfd, NULL, NULL);
+  harness_send(h, f, build_tcp(f, GW_IP, 33020, port, 2, hseq, NB_TCP_ACK, 65535, NULL, 0, NULL, 0));
+  harness_clear(h);
+  send(afd, "abc", 3, 0);
+  close(afd);
+  for (int round = 0; round < 2; round++) {
+    /* Round 0: the first transmission; round 1: the retransmission. */
+    bool data = false, fin = false;
+    int64_t end = g_get_monotonic_time() + 2 * G_USEC_PER_SEC;
+    while (!(data && fin) && g_get_monotonic_time() < end) {
+      GByteArray *r = harness_wait(h, 100);
+      if (!r)
+        continue;
+      t = rx_tcp(r);
+      if (t.len) {
+        g_assert_false(fin);
+        g_assert_cmpuint(t.seq, ==, hseq);
+        g_assert_cmpmem(t.data, t.len, "abc", 3);
+        data = true;
+      }
+      if (t.flags & NB_TCP_FIN) {
+        g_assert_true(data);
+        g_assert_cmpuint(t.seq + t.len, ==, hseq + 3);
+        fin = true;
+      }
+    }
+    g_assert_true(data && fin);
+  }
+  /* A late ACK for all of it, FIN included, ends the host's side. */
+  harness_send(h, f, build_tcp(f, GW_IP, 33020, port, 2, hseq + 4, NB_TCP_ACK | NB_TCP_FIN, 65535,
+                               NULL, 0, NULL, 0));
+  harness_run(h, 20);
+  g_assert_cmpuint(harness_stats(h).tcp_flows, ==, 0);
+  g_assert_cmpuint(harness_stats(h).drop_tcp, ==, 0);
+  close(lfd);
+  harness_free(h);
+}
+
 /* Host data beyond the guest's window waits in the host socket. */
 static void
 test_tcp_window(void)
@@ -669,6 +720,7 @@ main(int argc, char **argv)
   g_test_add_func("/nat/tcp/refused-and-reset", test_tcp_refused_and_reset);
   g_test_add_func("/nat/tcp/window", test_tcp_window);
   g_test_add_func("/nat/tcp/offloads", test_tcp_offloads);
+  g_test_add_func("/nat/tcp/retransmit-fin", test_tcp_retransmit_fin);
   g_test_add_func("/nat/hostfwd/runtime", test_hostfwd_runtime);
   return g_test_run();
 }
