@@ -33,6 +33,8 @@ struct NbRtc {
   bool holding;
   /* Host time up to which update, alarm and periodic events are counted. */
   int64_t checked_ns;
+  NbRtcClockFunc clock;
+  void *clock_ctx;
 };
 
 static const uint8_t time_registers[] = {
@@ -50,11 +52,17 @@ is_time_register(unsigned index)
 }
 
 static int64_t
-host_now_ns(void)
+realtime_ns(void *unused)
 {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
+}
+
+static int64_t
+host_now_ns(const NbRtc *dev)
+{
+  return dev->clock(dev->clock_ctx);
 }
 
 static int64_t
@@ -280,7 +288,7 @@ apply_hold(NbRtc *dev, int64_t now)
 static uint8_t
 reg_read(NbRtc *dev, unsigned index, bool side_effects)
 {
-  int64_t now = host_now_ns();
+  int64_t now = host_now_ns(dev);
   switch (index) {
   case NB_RTC_REG_A: {
     uint8_t a = dev->cmos[NB_RTC_REG_A] & 0x7f;
@@ -311,15 +319,15 @@ reg_read(NbRtc *dev, unsigned index, bool side_effects)
 static void
 reg_write(NbRtc *dev, unsigned index, uint8_t value)
 {
-  int64_t now = host_now_ns();
+  int64_t now = host_now_ns(dev);
+  /* Events up to now happened under the registers as they were. */
+  catch_up(dev, now);
   switch (index) {
   case NB_RTC_REG_A:
-    catch_up(dev, now);
     dev->cmos[NB_RTC_REG_A] = value & 0x7f;
     apply_hold(dev, now);
     break;
   case NB_RTC_REG_B:
-    catch_up(dev, now);
     /* Setting SET clears UIE: no update interrupts while the guest writes
      * the time. */
     if (value & NB_RTC_B_SET)
@@ -413,7 +421,7 @@ clock_thread(gpointer data)
   NbRtc *dev = data;
   g_mutex_lock(&dev->lock);
   while (!dev->quit) {
-    int64_t now = host_now_ns();
+    int64_t now = host_now_ns(dev);
     catch_up(dev, now);
     update_irq(dev);
     int64_t wait_ns = next_event(dev, now) - now;
@@ -433,10 +441,11 @@ nb_rtc_new(NbInterrupts *irqs)
   g_mutex_init(&dev->lock);
   g_cond_init(&dev->wake);
   dev->irqs = irqs;
+  dev->clock = realtime_ns;
   /* 32.768 kHz time base, 1024 Hz periodic rate; 24-hour BCD. */
   dev->cmos[NB_RTC_REG_A] = 0x26;
   dev->cmos[NB_RTC_REG_B] = NB_RTC_B_24H;
-  dev->checked_ns = host_now_ns();
+  dev->checked_ns = host_now_ns(dev);
   dev->thread = g_thread_new("rtc", clock_thread, dev);
   return dev;
 }
@@ -448,7 +457,7 @@ nb_rtc_reset(NbRtc *dev)
   /* The chip's reset pin clears the interrupt enables and flags only. */
   dev->cmos[NB_RTC_REG_B] &= ~(B_IRQ_ENABLES | NB_RTC_B_SQWE);
   dev->cmos[NB_RTC_REG_C] = 0;
-  dev->checked_ns = host_now_ns();
+  dev->checked_ns = host_now_ns(dev);
   update_irq(dev);
   g_cond_signal(&dev->wake);
   g_mutex_unlock(&dev->lock);
@@ -480,6 +489,25 @@ nb_rtc_get_cmos(NbRtc *dev, unsigned index)
   uint8_t v = reg_read(dev, index, false);
   g_mutex_unlock(&dev->lock);
   return v;
+}
+
+void
+nb_rtc_set_clock(NbRtc *dev, NbRtcClockFunc clock, void *ctx)
+{
+  g_mutex_lock(&dev->lock);
+  dev->clock = clock != NULL ? clock : realtime_ns;
+  dev->clock_ctx = ctx;
+  dev->checked_ns = host_now_ns(dev);
+  g_cond_signal(&dev->wake);
+  g_mutex_unlock(&dev->lock);
+}
+
+void
+nb_rtc_set_offset(NbRtc *dev, int64_t seconds)
+{
+  g_mutex_lock(&dev->lock);
+  dev->offset = seconds;
+  g_mutex_unlock(&dev->lock);
 }
 
 int64_t

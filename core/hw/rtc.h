@@ -80,5 +80,14 @@ const NbIoOps *nb_rtc_io_ops(void);
 bool nb_rtc_set_cmos(NbRtc *dev, unsigned index, uint8_t value);
 uint8_t nb_rtc_get_cmos(NbRtc *dev, unsigned index);
 
-/* The guest's clock: host time plus the guest's offset, in seconds. */
+/* The guest's clock is host time plus this offset, in seconds. Setting it
+ * at creation gives a guest that expects local time in its RTC (Windows)
+ * the host's UTC offset; the guest changes it by setting the time. */
 int64_t nb_rtc_guest_offset(NbRtc *dev);
+void nb_rtc_set_offset(NbRtc *dev, int64_t seconds);
+
+/* Where "now" comes from, in nanoseconds since the epoch: CLOCK_REALTIME
+ * unless replaced (tests pin it to check what happens at a given instant).
+ * NULL restores the host clock. */
+typedef int64_t (*NbRtcClockFunc)(void *ctx);
+void nb_rtc_set_clock(NbRtc *dev, NbRtcClockFunc clock, void *ctx);
