@@ -5,6 +5,7 @@
 # The last line printed is "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")"
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 build-aux/install-deps.sh test || { echo "installing dependencies failed"; echo "0 passed, 1 failed"; exit 1; }
 

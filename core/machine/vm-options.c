@@ -2,6 +2,7 @@
 #include "base/size.h"
 #include "kvm/guest-memory.h"
 #include "kvm/vm.h"
+#include "net/nat.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -285,6 +286,17 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
       }
     }
     g_array_append_val(options->console_ports, spec);
+  }
+
+  for (char **n = nets; n && *n; n++) {
+    g_autoptr(GError) net_error = NULL;
+    g_autoptr(NbNatConfig) config = nb_nat_config_parse(*n, &net_error);
+    if (config == NULL || !nb_nat_config_check(config, &net_error)) {
+      g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID, "--net %s: %s", *n,
+                  net_error->message);
+      nb_vm_options_clear(options);
+      return false;
+    }
   }
 
   options->kernel = g_steal_pointer(&kernel);
