@@ -911,6 +911,15 @@ nb_i8042_key_event(NbI8042 *dev, unsigned keycode, bool pressed)
   return true;
 }
 
+unsigned
+nb_i8042_keyboard_leds(NbI8042 *dev)
+{
+  g_mutex_lock(&dev->lock);
+  unsigned leds = dev->kbd.leds;
+  g_mutex_unlock(&dev->lock);
+  return leds;
+}
+
 void
 nb_i8042_mouse_event(NbI8042 *dev, int dx, int dy, int dz, unsigned buttons)
 {

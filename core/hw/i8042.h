@@ -72,6 +72,13 @@ const NbIoOps *nb_i8042_command_ops(void);
  * read is queued up to a bound, then dropped. */
 bool nb_i8042_key_event(NbI8042 *dev, unsigned keycode, bool pressed);
 
+/* The keyboard LEDs the guest last set, for a display to mirror (VNC's
+ * LED state, the host's Caps Lock): NB_I8042_LED_* bits. */
+#define NB_I8042_LED_SCROLL_LOCK 0x01
+#define NB_I8042_LED_NUM_LOCK    0x02
+#define NB_I8042_LED_CAPS_LOCK   0x04
+unsigned nb_i8042_keyboard_leds(NbI8042 *dev);
+
 /* Relative motion and the buttons now held: dx to the right, dy downwards
  * (screen directions), dz wheel clicks (positive away from the user).
  * Motion the guest has not yet taken is added up, not lost. */

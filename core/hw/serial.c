@@ -492,6 +492,15 @@ nb_serial_receive(NbSerial *dev, const uint8_t *data, size_t len)
   return taken;
 }
 
+size_t
+nb_serial_receive_room(NbSerial *dev)
+{
+  g_mutex_lock(&dev->lock);
+  size_t room = NB_SERIAL_BACKLOG_SIZE - dev->bl_count;
+  g_mutex_unlock(&dev->lock);
+  return room;
+}
+
 void
 nb_serial_free(NbSerial *dev)
 {

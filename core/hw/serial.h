@@ -68,6 +68,11 @@ const NbIoOps *nb_serial_io_ops(void);
  * a magic SysRq. */
 void nb_serial_send_break(NbSerial *dev);
 
-/* Queues host input for the guest. Returns how many bytes were taken: fewer
- * than len only when the backlog is full. */
+/* Queues host input for the guest. Returns how many bytes were taken:
+ * fewer than len only when the backlog is full, and then the rest is
+ * dropped and the guest sees an overrun. */
 size_t nb_serial_receive(NbSerial *dev, const uint8_t *data, size_t len);
+
+/* How many bytes nb_serial_receive would take now, for a caller that
+ * paces its input instead of losing it. */
+size_t nb_serial_receive_room(NbSerial *dev);

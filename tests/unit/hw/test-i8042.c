@@ -227,8 +227,11 @@ test_keyboard_commands(Fixture *f, gconstpointer unused)
   EXPECT(f, 0xfa, 0xab, 0x83);
   out8(f, 0x60, 0xed);
   EXPECT(f, 0xfa);
-  out8(f, 0x60, 0x07);
+  g_assert_cmpuint(nb_i8042_keyboard_leds(f->kbc), ==, 0);
+  out8(f, 0x60, NB_I8042_LED_CAPS_LOCK | NB_I8042_LED_NUM_LOCK);
   EXPECT(f, 0xfa);
+  g_assert_cmpuint(nb_i8042_keyboard_leds(f->kbc), ==,
+                   NB_I8042_LED_CAPS_LOCK | NB_I8042_LED_NUM_LOCK);
   out8(f, 0x60, 0xf3);
   out8(f, 0x60, 0x20);
   EXPECT(f, 0xfa, 0xfa);
