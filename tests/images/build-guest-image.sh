@@ -87,6 +87,12 @@ make_root() {
     cp "$ko" "$root$rel"
     echo "$rel" >> "$root/etc/modules"
   done
+  # modules.dep for the modules that are there, so busybox modprobe works
+  # (the init's nestbox.modules= and interactive use in the demo).
+  cp "$out/modules/lib/modules/$version/modules.builtin" \
+     "$out/modules/lib/modules/$version/modules.order" \
+     "$out/modules/lib/modules/$version/modules.builtin.modinfo" "$root/lib/modules/$version/"
+  depmod -b "$root" "$version"
   cp "$here/init.sh" "$root/init"
   chmod +x "$root/init"
   echo "root:x:0:0:root:/root:/bin/sh" > "$root/etc/passwd"
