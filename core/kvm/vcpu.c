@@ -1,4 +1,5 @@
 #include "kvm/vcpu.h"
+#include "boot/boot-layout.h"
 #include "kvm/cpuid.h"
 #include "kvm/memory-map.h"
 
@@ -13,12 +14,13 @@
 
 #define NB_VCPU_KICK_SIGNAL SIGUSR1
 
-/* Where the 64-bit entry's GDT and page tables live: low memory that Linux
- * treats as usable only after it has built its own tables. */
-#define BOOT_GDT_ADDR   0x500
-#define BOOT_PML4_ADDR  0x9000
-#define BOOT_PDPT_ADDR  0xa000
-#define BOOT_PD_ADDR    0xb000   /* 4 pages: identity map of the first 4 GiB */
+/* The 64-bit entry's GDT and page tables, where boot-layout.h reserves room:
+ * PML4, PDPT, then four page directories mapping the first 4 GiB. */
+#define BOOT_GDT_ADDR   NB_BOOT_GDT_ADDR
+#define BOOT_PML4_ADDR  NB_BOOT_PAGE_TABLES_ADDR
+#define BOOT_PDPT_ADDR  (NB_BOOT_PAGE_TABLES_ADDR + 0x1000)
+#define BOOT_PD_ADDR    (NB_BOOT_PAGE_TABLES_ADDR + 0x2000)
+G_STATIC_ASSERT(BOOT_PD_ADDR + 4 * 0x1000 <= NB_BOOT_PAGE_TABLES_END);
 
 #define MSR_IA32_SYSENTER_CS  0x174
 #define MSR_IA32_SYSENTER_ESP 0x175
