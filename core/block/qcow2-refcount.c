@@ -273,6 +273,43 @@ nb_qcow2_refcount_set(NbQcow2 *s, uint64_t cluster, uint64_t value, GError **err
   return true;
 }
 
+/* Sets clusters [first, first+count) to 1 with one write per refcount
+ * block: the batch allocations at the end of the file. */
+static bool
+set_one_range(NbQcow2 *s, uint64_t first, uint64_t count, GError **error)
+{
+  uint64_t per_block = UINT64_C(1) << s->rb_bits;
+  while (count > 0) {
+    if (!ensure_refblock(s, first, error))
+      return false;
+    uint64_t rb_offset = s->reftable[first >> s->rb_bits];
+    if (!check_refblock_offset(s, rb_offset, error))
+      return false;
+    uint8_t *rb = nb_qcow2_cache_get(s, &s->rb_cache, rb_offset, error);
+    if (rb == NULL)
+      return false;
+    uint64_t i = first & (per_block - 1);
+    uint64_t n = MIN(count, per_block - i);
+    size_t lo = SIZE_MAX, hi = 0;
+    for (uint64_t k = 0; k < n; k++) {
+      size_t start, len;
+      rb_entry_set(s, rb, i + k, 1, &start, &len);
+      lo = MIN(lo, start);
+      hi = MAX(hi, start + len);
+    }
+    if (!nb_qcow2_cache_write(s, rb_offset, rb, lo, hi - lo, error)) {
+      nb_qcow2_cache_drop(&s->rb_cache, rb_offset);
+      return false;
+    }
+    s->refcounts_unsynced = true;
+    if (first + n > s->end_cluster)
+      s->end_cluster = first + n;
+    first += n;
+    count -= n;
+  }
+  return true;
+}
+
 bool
 nb_qcow2_refcount_update_range(NbQcow2 *s, uint64_t offset, uint64_t len, int addend,
                                GError **error)
@@ -341,13 +378,15 @@ refill_reserve(NbQcow2 *s, GError **error)
     g_array_append_val(s->reserved, c);
     got++;
   }
-  while (got < want) {
-    uint64_t c = s->end_cluster++;
-    if (!nb_qcow2_refcount_set(s, c, 1, error))
+  if (got < want) {
+    uint64_t first = s->end_cluster, n = want - got;
+    s->end_cluster += n;
+    if (!set_one_range(s, first, n, error))
       return false;
-    uint64_t entry = c | RESERVED_FRESH;
-    g_array_append_val(s->reserved, entry);
-    got++;
+    for (uint64_t c = first; c < first + n; c++) {
+      uint64_t entry = c | RESERVED_FRESH;
+      g_array_append_val(s->reserved, entry);
+    }
   }
   /* Sequential writers get bigger batches. No sync here: the counts are
    * synced before any table that points at these clusters is written. */
@@ -374,9 +413,8 @@ nb_qcow2_alloc_contiguous(NbQcow2 *s, uint64_t n, uint64_t *offset, GError **err
 {
   uint64_t start = s->end_cluster;
   s->end_cluster += n;
-  for (uint64_t c = start; c < start + n; c++)
-    if (!nb_qcow2_refcount_set(s, c, 1, error))
-      return false;
+  if (!set_one_range(s, start, n, error))
+    return false;
   *offset = start << s->cluster_bits;
   return nb_block_fdatasync(s->block->fd, s->block->path, error);
 }
