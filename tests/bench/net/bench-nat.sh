@@ -20,12 +20,12 @@ done
 port=$((30000 + RANDOM % 20000))
 iperf3 -s -B 127.0.0.1 -p $port > /dev/null 2>&1 &
 server=$!
-ns=nbbench$$
-engine_pid=
+ns_base=nbbench$$
+declare -A engine_pid
 cleanup() {
-  [ -n "$engine_pid" ] && kill $engine_pid 2>/dev/null
+  for p in "${engine_pid[@]}"; do kill $p 2>/dev/null; done
   kill $server 2>/dev/null
-  ip netns del $ns 2>/dev/null
+  for e in slirp4netns nestbox nestbox-offload; do ip netns del $ns_base-$e 2>/dev/null; done
 }
 trap cleanup EXIT
 hz=$(getconf CLK_TCK)
@@ -34,20 +34,20 @@ cpu_ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
 
 # start ENGINE MTU: a fresh namespace with the engine attached.
 start() {
-  local engine=$1 mtu=$2
+  local engine=$1 mtu=$2 ns=$ns_base-$1
   ip netns add $ns
   ip netns exec $ns ip link set lo up
   case $engine in
     slirp4netns)
       slirp4netns --configure --mtu=$mtu --netns-type=path /var/run/netns/$ns tap0 > /dev/null 2>&1 &
-      engine_pid=$!
+      engine_pid[$engine]=$!
       for _ in $(seq 50); do ip netns exec $ns ip -4 addr show tap0 2>/dev/null | grep -q inet && break; sleep 0.1; done
       ;;
     nestbox*)
       local extra=
       [ $engine = nestbox-offload ] && extra=--offload
       "$tool" --tap tap0 --netns $ns --net "nat,mtu=$mtu" $extra < /dev/null > /dev/null 2>&1 &
-      engine_pid=$!
+      engine_pid[$engine]=$!
       sleep 0.3
       ip netns exec $ns ip link set tap0 mtu $mtu up
       ip netns exec $ns ip addr add 10.0.2.15/24 dev tap0
@@ -57,48 +57,50 @@ start() {
 }
 
 stop() {
-  kill $engine_pid 2>/dev/null
-  wait $engine_pid 2>/dev/null
-  engine_pid=
-  ip netns del $ns
+  kill ${engine_pid[$1]} 2>/dev/null
+  wait ${engine_pid[$1]} 2>/dev/null
+  unset "engine_pid[$1]"
+  ip netns del $ns_base-$1
 }
 
-# run DIRECTION: prints "Gbit/s cpu-seconds".
+# run ENGINE DIRECTION: prints "Gbit/s cpu-ticks".
 run() {
   local rev=
-  [ $1 = down ] && rev=-R
-  local before after
-  before=$(cpu_ticks $engine_pid)
-  local json
-  json=$(timeout $((secs + 15)) ip netns exec $ns iperf3 -c 10.0.2.2 -p $port -t $secs $rev -J 2>/dev/null)
-  after=$(cpu_ticks $engine_pid)
-  local gbps
+  [ $2 = down ] && rev=-R
+  local pid=${engine_pid[$1]} before after json gbps
+  before=$(cpu_ticks $pid)
+  json=$(timeout $((secs + 15)) ip netns exec $ns_base-$1 iperf3 -c 10.0.2.2 -p $port -t $secs $rev -J 2>/dev/null)
+  after=$(cpu_ticks $pid)
   gbps=$(python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%.3f" % (d["end"]["sum_received"]["bits_per_second"]/1e9))' <<< "$json" 2>/dev/null || echo 0)
   echo "$gbps $(( after - before ))"
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-declare -A result cpu
+# The machines these run on are shared and noisy: the engines take turns,
+# run by run, so a busy moment hurts each of them alike.
+declare -A rates ticks result cpu
 engines=(slirp4netns nestbox nestbox-offload)
 for mtu in 1500 65520; do
-  for engine in "${engines[@]}"; do
-    start $engine $mtu
+  for engine in "${engines[@]}"; do start $engine $mtu; done
+  for _ in $(seq $runs); do
     for dir in up down; do
-      rates=()
-      ticks=0
-      for _ in $(seq $runs); do
-        read -r g t < <(run $dir)
-        rates+=("$g")
-        ticks=$((ticks + t))
+      for engine in "${engines[@]}"; do
+        read -r g t < <(run $engine $dir)
+        rates[$engine,$mtu,$dir]+="$g "
+        ticks[$engine,$mtu,$dir]=$(( ${ticks[$engine,$mtu,$dir]:-0} + t ))
       done
-      med=$(printf '%s\n' "${rates[@]}" | median)
-      result[$engine,$mtu,$dir]=$med
-      # CPU of the engine process, in cores, per Gbit/s of the runs' mean rate.
-      cpu[$engine,$mtu,$dir]=$(python3 -c "import sys; r=[float(x) for x in sys.argv[3:]]; m=sum(r)/len(r); c=$ticks/$hz/($runs*$secs); print('%.2f' % (c/m) if m else 'n/a')" x x "${rates[@]}")
-      echo "# $engine mtu=$mtu $dir: runs ${rates[*]} Gbit/s, median $med" >&2
     done
-    stop
+  done
+  for engine in "${engines[@]}"; do
+    stop $engine
+    for dir in up down; do
+      r=${rates[$engine,$mtu,$dir]}
+      result[$engine,$mtu,$dir]=$(printf '%s\n' $r | median)
+      # CPU of the engine process, in cores, per Gbit/s of the runs' mean rate.
+      cpu[$engine,$mtu,$dir]=$(python3 -c "import sys; r=[float(x) for x in sys.argv[1:]]; m=sum(r)/len(r); c=${ticks[$engine,$mtu,$dir]}/$hz/($runs*$secs); print('%.2f' % (c/m) if m else 'n/a')" $r)
+      echo "# $engine mtu=$mtu $dir: runs $r Gbit/s, median ${result[$engine,$mtu,$dir]}" >&2
+    done
   done
 done
 
