@@ -47,7 +47,8 @@ trap cleanup EXIT
 ip netns add "$ns" || skip "cannot create a network namespace"
 in_ns() { ip netns exec "$ns" "$@"; }
 in_ns ip link set lo up
-port() { echo $((20000 + RANDOM % 30000)); }
+# Below the ephemeral range (32768 and up), where connections pick theirs.
+port() { echo $((10000 + RANDOM % 20000)); }
 
 # Waits until FILE has a line "ready" (a helper has bound its socket).
 wait_ready() {

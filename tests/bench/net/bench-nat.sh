@@ -17,7 +17,7 @@ for t in iperf3 slirp4netns ip python3; do
 done
 [ -x "$tool" ] || { echo "$tool is missing: build first"; exit 1; }
 
-port=$((30000 + RANDOM % 20000))
+port=$((10000 + RANDOM % 20000))
 iperf3 -s -B 127.0.0.1 -p $port > /dev/null 2>&1 &
 server=$!
 ns_base=nbbench$$
