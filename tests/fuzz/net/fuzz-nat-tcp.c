@@ -1,0 +1,119 @@
+/* The TCP state machine under a hostile guest: each input first opens a
+ * real connection through the engine to a listener on the host's loopback,
+ * then plays segments on it whose flags, sequence and acknowledgement
+ * numbers (relative to the connection's), windows, options and data come
+ * from the fuzzer, mixed with data and closes from the host side. Every
+ * frame the engine sends back must be well formed (the harness checks
+ * lengths and checksums). */
+#include "nat-harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int listener = -1;
+static uint16_t lport;
+
+static void
+setup_listener(void)
+{
+  listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+  if (bind(listener, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(listener, 64) < 0)
+    abort();
+  socklen_t sl = sizeof sa;
+  getsockname(listener, (struct sockaddr *)&sa, &sl);
+  lport = ntohs(sa.sin_port);
+}
+
+static void
+check_frames(Harness *h)
+{
+  for (guint i = 0; i < h->frames->len; i++) {
+    GByteArray *f = h->frames->pdata[i];
+    if (nb_rd16(f->data + 12) == NB_ETH_TYPE_IPV4)
+      rx_ip(f);
+  }
+  harness_clear(h);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+  if (listener < 0) {
+    g_log_set_always_fatal(G_LOG_LEVEL_CRITICAL);
+    setup_listener();
+  }
+  Harness *h = harness_new("restrict=on");
+  uint8_t f[4096];
+  static const uint8_t opts[] = { 2, 4, 0x05, 0xb4, 1, 3, 3, 7 };
+  uint32_t gseq = 1000;
+  harness_send(h, f, build_tcp(f, GW_IP, 40000, lport, gseq, 0, NB_TCP_SYN, 65535, opts,
+                               sizeof opts, NULL, 0));
+  GByteArray *r = harness_wait(h, 1000);
+  int afd = -1;
+  for (int i = 0; i < 1000 && afd < 0; i++) {
+    afd = accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (afd < 0)
+      g_usleep(100);
+  }
+  if (!r || afd < 0)
+    abort(); /* the handshake itself must work */
+  RxIp ip = rx_ip(r);
+  uint32_t hseq = nb_rd32(ip.l4 + 4) + 1;
+  gseq++;
+  harness_send(h, f, build_tcp(f, GW_IP, 40000, lport, gseq, hseq, NB_TCP_ACK, 65535, NULL, 0,
+                               NULL, 0));
+
+  size_t i = 0;
+  while (i + 8 <= size) {
+    uint8_t flags = data[i];
+    int16_t dseq = (int16_t)nb_rd16(data + i + 1);
+    int16_t dack = (int16_t)nb_rd16(data + i + 3);
+    uint16_t win = nb_rd16(data + i + 5);
+    uint8_t ctl = data[i + 7];
+    i += 8;
+    size_t optlen = (size_t)(ctl & 3) * 4;
+    size_t len = (ctl >> 2) & 0x1f;
+    len *= 37;
+    if (optlen > size - i)
+      optlen = 0;
+    const uint8_t *o = data + i;
+    i += optlen;
+    if (len > size - i)
+      len = size - i;
+    const uint8_t *payload = data + i;
+    i += len;
+    harness_send(h, f, build_tcp(f, GW_IP, 40000, lport, gseq + (uint32_t)(int32_t)dseq,
+                                 hseq + (uint32_t)(int32_t)dack, flags, win, o, optlen,
+                                 payload, len));
+    /* The host side acts too, on the fuzzer's say. */
+    if (ctl & 0x80) {
+      if (afd >= 0 && (flags & 1))
+        send(afd, data, MIN(size, (size_t)3000), MSG_DONTWAIT | MSG_NOSIGNAL);
+      else if (afd >= 0 && (flags & 0x40)) {
+        close(afd);
+        afd = -1;
+      }
+      char sink[4096];
+      if (afd >= 0)
+        while (recv(afd, sink, sizeof sink, MSG_DONTWAIT) > 0)
+          ;
+      g_main_context_iteration(nb_net_backend_get_context(h->be), FALSE);
+    }
+    check_frames(h);
+    /* Follow the engine's sequence numbers so segments stay plausible. */
+    if (flags & NB_TCP_ACK)
+      gseq += (uint32_t)(dseq > 0 ? dseq : 0);
+  }
+  check_frames(h);
+  if (afd >= 0)
+    close(afd);
+  harness_free(h);
+  return 0;
+}
