@@ -5,6 +5,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/errqueue.h>
+#include <netinet/ip.h>
 #include <unistd.h>
 
 #define UDP_BURST 32
@@ -116,6 +118,9 @@ nat_udp_send(NbNat *nat, uint32_t src, uint16_t sport, uint32_t dst, uint16_t dp
   nat_ip_send(nat, NB_IP_PROTO_UDP, src, dst, total, &meta);
 }
 
+static void udp_guest_view(NbNat *nat, const struct sockaddr_in *to, uint32_t *addr,
+                           uint16_t *port);
+
 /* Datagrams arriving on a host socket, on their way to the guest. */
 static void
 udp_receive(NbNat *nat, UdpFlow *f, int fd, bool from_fwd)
@@ -155,13 +160,71 @@ udp_receive(NbNat *nat, UdpFlow *f, int fd, bool from_fwd)
       continue;
     }
     f->last = nat->now;
-    if (nat_dns_is_resolver(nat, &from)) {
-      src = nat->cfg->dns;
-      sport = 53;
-    } else {
-      src = nat_translate_in(nat, ntohl(from.sin_addr.s_addr));
-    }
+    udp_guest_view(nat, &from, &src, &sport);
     nat_udp_send(nat, src, sport, f->key.gaddr, f->key.gport, (size_t)r);
+  }
+}
+
+/* The guest's address for where a host socket sent to: the DNS forwarder
+ * for the resolver, the gateway for the host's loopback. */
+static void
+udp_guest_view(NbNat *nat, const struct sockaddr_in *to, uint32_t *addr, uint16_t *port)
+{
+  if (nat_dns_is_resolver(nat, to)) {
+    *addr = nat->cfg->dns;
+    *port = 53;
+  } else {
+    *addr = nat_translate_in(nat, ntohl(to->sin_addr.s_addr));
+    *port = ntohs(to->sin_port);
+  }
+}
+
+/* ICMP errors the host got for a flow's datagrams (IP_RECVERR) go on to the
+ * guest, so its resolver or traceroute learns at once instead of timing
+ * out. The quoted header is rebuilt from what the guest sent. */
+static void
+udp_errors(NbNat *nat, UdpFlow *f)
+{
+  for (int n = 0; n < UDP_BURST; n++) {
+    uint8_t payload[8];
+    struct sockaddr_in to;
+    union {
+      char buf[CMSG_SPACE(sizeof(struct sock_extended_err) + sizeof(struct sockaddr_in))];
+      struct cmsghdr align;
+    } control;
+    struct iovec iov = { payload, sizeof payload };
+    struct msghdr msg = { .msg_name = &to, .msg_namelen = sizeof to, .msg_iov = &iov,
+                          .msg_iovlen = 1, .msg_control = control.buf,
+                          .msg_controllen = sizeof control.buf };
+    ssize_t r = recvmsg(f->fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT);
+    if (r < 0)
+      return;
+    const struct sock_extended_err *ee = NULL;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+      if (c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR)
+        ee = (const struct sock_extended_err *)CMSG_DATA(c);
+    if (!ee || ee->ee_origin != SO_EE_ORIGIN_ICMP || msg.msg_namelen < sizeof to)
+      continue;
+    if (ee->ee_type != 3 && ee->ee_type != 11)
+      continue; /* unreachable and time exceeded are what a guest acts on */
+    uint32_t dst;
+    uint16_t dport;
+    udp_guest_view(nat, &to, &dst, &dport);
+    /* The guest's datagram, as it was: its header and 8 bytes of UDP. */
+    uint8_t quoted[NB_IP_HLEN + NB_UDP_HLEN] = { 0x45 };
+    nb_wr16(quoted + 2, (uint16_t)(sizeof quoted + (size_t)r));
+    quoted[8] = 64;
+    quoted[9] = NB_IP_PROTO_UDP;
+    nb_wr32(quoted + 12, f->key.gaddr);
+    nb_wr32(quoted + 16, dst);
+    nb_wr16(quoted + 10, nb_csum(quoted, NB_IP_HLEN));
+    nb_wr16(quoted + 20, f->key.gport);
+    nb_wr16(quoted + 22, dport);
+    nb_wr16(quoted + 24, (uint16_t)(NB_UDP_HLEN + (size_t)r));
+    NatPacket pkt = { .l4 = quoted + NB_IP_HLEN, .l4_len = NB_UDP_HLEN, .src = f->key.gaddr,
+                      .dst = dst, .proto = NB_IP_PROTO_UDP, .ip = quoted,
+                      .ip_hlen = NB_IP_HLEN };
+    nat_icmp_error(nat, &pkt, ee->ee_type, ee->ee_code);
   }
 }
 
@@ -169,7 +232,10 @@ static void
 udp_flow_ready(NbNat *nat, void *obj, uint32_t events)
 {
   UdpFlow *f = obj;
-  udp_receive(nat, f, f->fd, false);
+  if (events & EPOLLERR)
+    udp_errors(nat, f);
+  if (events & EPOLLIN)
+    udp_receive(nat, f, f->fd, false);
 }
 
 void
@@ -220,6 +286,8 @@ udp_flow_open(NbNat *nat, uint32_t gaddr, uint16_t gport)
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return NULL;
+  int one = 1;
+  setsockopt(fd, SOL_IP, IP_RECVERR, &one, sizeof one);
   UdpFlow *f = g_new0(UdpFlow, 1);
   f->key = (UdpKey){ .gaddr = gaddr, .gport = gport };
   f->fd = fd;

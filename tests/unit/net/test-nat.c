@@ -338,6 +338,33 @@ test_udp_loopback(void)
   harness_free(h);
 }
 
+/* The host's ICMP error for a guest datagram reaches the guest, quoting
+ * the guest's own header. */
+static void
+test_udp_port_unreachable(void)
+{
+  Harness *h = harness_new(NULL);
+  uint16_t port;
+  int fd = udp_socket(&port);
+  close(fd); /* nobody listens there now */
+  uint8_t f[256];
+  harness_send(h, f, build_udp(f, GUEST_IP, 40002, GW_IP, port, "knock", 5));
+  GByteArray *r = harness_wait(h, 1000);
+  g_assert_nonnull(r);
+  RxIp ip = rx_ip(r);
+  g_assert_cmpuint(ip.proto, ==, NB_IP_PROTO_ICMP);
+  g_assert_cmpuint(ip.dst, ==, GUEST_IP);
+  g_assert_cmpuint(ip.l4[0], ==, 3);
+  g_assert_cmpuint(ip.l4[1], ==, 3);
+  g_assert_cmpuint(ip.l4_len, ==, 8 + 28);
+  const uint8_t *q = ip.l4 + 8;
+  g_assert_cmpuint(nb_rd32(q + 12), ==, GUEST_IP);
+  g_assert_cmpuint(nb_rd32(q + 16), ==, GW_IP);
+  g_assert_cmpuint(nb_rd16(q + 20), ==, 40002);
+  g_assert_cmpuint(nb_rd16(q + 22), ==, port);
+  harness_free(h);
+}
+
 static void
 test_dns_forward(void)
 {
@@ -716,6 +743,7 @@ main(int argc, char **argv)
   g_test_add_func("/nat/icmp/echo-gateway", test_icmp_echo_gateway);
   g_test_add_func("/nat/udp/loopback", test_udp_loopback);
   g_test_add_func("/nat/udp/dns-forward", test_dns_forward);
+  g_test_add_func("/nat/udp/port-unreachable", test_udp_port_unreachable);
   g_test_add_func("/nat/tcp/connect-data-close", test_tcp_connect_and_data);
   g_test_add_func("/nat/tcp/refused-and-reset", test_tcp_refused_and_reset);
   g_test_add_func("/nat/tcp/window", test_tcp_window);
