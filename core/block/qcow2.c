@@ -285,9 +285,11 @@ parse_header(NbQcow2 *s, GError **error)
     return false;
   if (n_snapshots > 0 && !nb_qcow2_read_snapshots(s, snapshots_offset, n_snapshots, error))
     return false;
-  if (n_snapshots > 0 && overlaps(s->snapshots_offset, s->snapshots_bytes, s->l1_offset,
-                                  (uint64_t)s->l1_size * 8))
-    return nb_qcow2_corrupt(s, error, "the snapshot table overlaps the L1 table");
+  if (n_snapshots > 0 &&
+      (overlaps(s->snapshots_offset, s->snapshots_bytes, s->l1_offset, (uint64_t)s->l1_size * 8) ||
+       overlaps(s->snapshots_offset, s->snapshots_bytes, s->reftable_offset,
+                (uint64_t)s->reftable_clusters * s->cluster_size)))
+    return nb_qcow2_corrupt(s, error, "the snapshot table overlaps the L1 or refcount table");
   return true;
 }
 

@@ -129,6 +129,17 @@ test_bad_headers(void)
   assert_refused(p, NB_BLOCK_ERROR_CORRUPT, "snapshot table");
   g_free(p);
 
+  p = fresh(dir, "snapover.qcow2");
+  {
+    /* A valid-looking snapshot entry, placed on the refcount table. */
+    uint8_t entry[40] = { 0 };
+    patch(p, 65536 * 5, entry, sizeof entry);
+  }
+  patch32(p, 60, 1);
+  patch64(p, 64, 65536);
+  assert_refused(p, NB_BLOCK_ERROR_CORRUPT, "overlaps");
+  g_free(p);
+
   p = fresh(dir, "snaps.qcow2");
   patch32(p, 60, 1000000);
   assert_refused(p, NB_BLOCK_ERROR_CORRUPT, "too many snapshots");
