@@ -41,8 +41,9 @@ trap 'rm -rf "$work"' EXIT
 
 case "$mode" in
 direct)
-  if [ ! -e /dev/kvm ]; then
-    echo "SKIP: no /dev/kvm on this machine; sandbox-forced covers the sandbox"
+  if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
+    echo "SKIP: no usable /dev/kvm on this machine (missing, or no permission);" \
+         "sandbox-forced covers the sandbox"
     exit 77
   fi
   out=$("$sandbox" --direct --timeout 60 -- "$probe" 2>&1)
