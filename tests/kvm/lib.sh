@@ -34,13 +34,16 @@ nb_initrd() {
 
 # nb_boot NAME TIMEOUT INITRD [NESTBOX-VM OPTIONS...]: boots the guest with
 # its serial console in $NB_WORK/NAME.log; sets NB_STATUS to nestbox-vm's exit
-# status (124 on timeout) and NB_LOG to the log's path.
+# status (124 on timeout) and NB_LOG to the log's path. NB_MODULES lists the
+# guest modules to load (default none: each module costs seconds in a nested
+# guest); NB_APPEND replaces console=ttyS0.
 nb_boot() {
   local name=$1 limit=$2 initrd=$3
   shift 3
   NB_LOG="$NB_WORK/$name.log"
   timeout -k 5 "$limit" "$NESTBOX_VM" --kernel "$NESTBOX_GUEST_DIR/vmlinuz" --initrd "$initrd" \
-    --append "${NB_APPEND:-console=ttyS0} panic=-1 quiet" --serial "file:$NB_LOG" "$@" \
+    --append "${NB_APPEND:-console=ttyS0} nestbox.modules=${NB_MODULES:-none} panic=-1 quiet" \
+    --serial "file:$NB_LOG" "$@" \
     > "$NB_WORK/$name.stderr" 2>&1
   NB_STATUS=$?
 }

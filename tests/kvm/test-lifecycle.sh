@@ -13,7 +13,7 @@ nb_expect "guest asked to reboot" "^REBOOTING"
 # stop it with SIGTERM.
 NB_LOG="$NB_WORK/reboot.log"
 "$NESTBOX_VM" --kernel "$NESTBOX_GUEST_DIR/vmlinuz" --initrd "$reboot" \
-  --append "console=ttyS0 panic=-1 quiet" --serial "file:$NB_LOG" > "$NB_WORK/reboot.stderr" 2>&1 &
+  --append "console=ttyS0 nestbox.modules=none panic=-1 quiet" --serial "file:$NB_LOG" > "$NB_WORK/reboot.stderr" 2>&1 &
 pid=$!
 for _ in $(seq 600); do
   [ "$(grep -ac '^NESTBOX-INIT-REACHED' "$NB_LOG" 2>/dev/null)" -ge 2 ] && break
@@ -31,7 +31,7 @@ NB_CHECKS=$((NB_CHECKS + 1))
 if grep -q "stopped: terminated (SIGTERM)" "$NB_WORK/reboot.stderr"; then nb_pass "SIGTERM reported"; else nb_fail "no SIGTERM message"; cat "$NB_WORK/reboot.stderr"; fi
 
 panic=$(nb_initrd panic 'echo PANICKING; echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger')
-nb_boot panic 300 "$panic"
+NB_MODULES=pvpanic_pci nb_boot panic 300 "$panic"
 nb_expect_status "guest kernel panic" 3
 NB_CHECKS=$((NB_CHECKS + 1))
 if grep -q "the guest kernel panicked" "$NB_WORK/panic.stderr"; then nb_pass "panic reported"; else nb_fail "no panic message"; cat "$NB_WORK/panic.stderr"; fi

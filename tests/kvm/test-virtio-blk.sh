@@ -4,6 +4,7 @@
 # read-only disk refuses writes; four disks with serials at once; and data
 # the guest flushed survives SIGKILL of nestbox-vm.
 source "$(dirname "$0")/lib.sh"
+export NB_MODULES=virtio_blk,ext4
 export PATH="$PATH:/usr/sbin:/sbin"
 
 img=$NB_WORK/disk.img
@@ -17,7 +18,7 @@ big_sha=$(yes nestbox-block-test | head -c 64M | sha256sum | cut -d' ' -f1)
 initrd=$(nb_initrd blk "
 mount -t ext4 /dev/vda /mnt || { echo MOUNT-FAILED; exit 1; }
 echo \"KNOWN \$(sha256sum /mnt/known | cut -d' ' -f1)\"
-yes nestbox-block-test | head -c 64M > /mnt/big
+yes nestbox-block-test | head -c 67108864 > /mnt/big
 sync
 echo \"BIG \$(sha256sum /mnt/big | cut -d' ' -f1)\"
 umount /mnt
@@ -73,7 +74,7 @@ initrd=$(nb_initrd kill '
 mount -t ext4 /dev/vda /mnt || exit 1
 i=1
 while true; do
-  yes "chunk-$i" | head -c 2M > /mnt/c$i
+  yes "chunk-$i" | head -c 2097152 > /mnt/c$i
   sync
   echo "FLUSHED $i"
   i=$((i + 1))
@@ -81,7 +82,7 @@ done
 ')
 NB_LOG="$NB_WORK/kill.log"
 "$NESTBOX_VM" --kernel "$NESTBOX_GUEST_DIR/vmlinuz" --initrd "$initrd" --memory 256M \
-  --append "console=ttyS0 panic=-1 quiet" --serial "file:$NB_LOG" --disk "$img.kill" \
+  --append "console=ttyS0 nestbox.modules=$NB_MODULES panic=-1 quiet" --serial "file:$NB_LOG" --disk "$img.kill" \
   > "$NB_WORK/kill.stderr" 2>&1 &
 pid=$!
 for _ in $(seq 1200); do

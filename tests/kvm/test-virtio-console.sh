@@ -31,7 +31,10 @@ time.sleep(2)
 PY
 helper=$!
 
+# The kernel opens init's console before the virtio_console module loads, so
+# the script reopens hvc0 itself.
 initrd=$(nb_initrd console '
+exec > /dev/hvc0 2>&1
 echo "HVC-CONSOLE-WORKS"
 for d in /sys/class/virtio-ports/*; do
   if [ "$(cat $d/name 2>/dev/null)" = test.port ]; then port=/dev/$(basename $d); fi
@@ -45,7 +48,7 @@ exec 3>&-
 echo "RNG $(cat /sys/class/misc/hw_random/rng_current)"
 echo "RNG-BYTES $(head -c 4096 /dev/hwrng | wc -c)"
 ')
-NB_APPEND="console=hvc0" nb_boot console 600 "$initrd" --console hvc --rng \
+NB_MODULES=virtio_console,virtio_rng NB_APPEND="console=hvc0" nb_boot console 600 "$initrd" --console hvc --rng \
   --console-port "test.port=$sock" --memory 256M
 wait $helper
 nb_expect_status "hvc console guest: poweroff" 0
