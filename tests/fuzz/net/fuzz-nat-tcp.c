@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -72,8 +73,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (afd < 0)
       g_usleep(100);
   }
-  if (!r || afd < 0)
-    abort(); /* the handshake itself must work */
+  if (!r || afd < 0) {
+    /* The handshake itself must work. */
+    NbNatStats st = harness_stats(h);
+    fprintf(stderr, "handshake failed: %s, %s; tcp flows %" G_GUINT64_FORMAT
+            ", table full %" G_GUINT64_FORMAT ", policy %" G_GUINT64_FORMAT "\n",
+            r ? "a frame came back" : "no frame came back",
+            afd < 0 ? g_strerror(errno) : "accepted", st.tcp_flows, st.drop_table_full,
+            st.drop_policy);
+    if (r && r->len >= NB_ETH_HLEN + NB_IP_HLEN + NB_TCP_HLEN)
+      fprintf(stderr, "flags %#x\n", r->data[NB_ETH_HLEN + NB_IP_HLEN + 13]);
+    abort();
+  }
   RxIp ip = rx_ip(r);
   uint32_t hseq = nb_rd32(ip.l4 + 4) + 1;
   gseq++;
@@ -124,6 +135,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   check_frames(h);
   if (afd >= 0)
     close_reset(afd);
+  /* Fuzzed SYNs after a reset open new connections: take them off the
+   * listener's queue, which would otherwise fill up over the run. */
+  for (int extra; (extra = accept4(listener, NULL, NULL, SOCK_CLOEXEC)) >= 0;)
+    close_reset(extra);
   /* Let the engine see the reset, so it does not close with a FIN. */
   harness_run(h, 0);
   g_main_context_iteration(nb_net_backend_get_context(h->be), FALSE);
