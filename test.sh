@@ -30,12 +30,14 @@ build() {
   fi
 }
 
+# The sanitizer and fuzz builds share the plain build's guest images.
+guest=$PWD/build/guest
 build build
-build build-asan -Db_sanitize=address,undefined -Db_lundef=false
-CC=clang build build-fuzz -Dfuzzing=true -Db_lundef=false
+build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dguest_dir="$guest"
+CC=clang build build-fuzz -Dfuzzing=true -Db_lundef=false -Dguest_dir="$guest"
 
 # Guest images from Debian's packages, cached in the build tree.
-if ! tests/images/build-guest-image.sh build/guest; then
+if ! tests/images/build-guest-image.sh "$guest"; then
   echo "building the test guest image failed"
   status=1
 fi
