@@ -328,7 +328,6 @@ static const NbInterruptOps vm_interrupt_ops = {
 NbVm *
 nb_vm_new(NbGuestMemory *mem, GError **error)
 {
-  g_autoptr(GError) local = NULL;
   int kvm_fd = nb_kvm_open(error);
   if (kvm_fd < 0)
     return NULL;

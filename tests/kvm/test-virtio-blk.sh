@@ -4,7 +4,7 @@
 # read-only disk refuses writes; four disks with serials at once; and data
 # the guest flushed survives SIGKILL of nestbox-vm.
 source "$(dirname "$0")/lib.sh"
-export NB_MODULES=virtio_blk,ext4
+export NB_MODULES=virtio_blk,ext4,crc32c_generic
 export PATH="$PATH:/usr/sbin:/sbin"
 
 img=$NB_WORK/disk.img
