@@ -57,9 +57,9 @@ struct NbNat {
   GThread *thread;
   GSource *epoll_source;
   GSource *tick_source;
+  GSource *fast_tick;   /* only while a TCP timer runs */
   int epfd;
   int64_t now;          /* monotonic microseconds, updated on each wake-up */
-  int64_t last_slow_tick;
 
   uint8_t gw_mac[6];
   uint8_t guest_mac[6];
@@ -96,6 +96,8 @@ gboolean nat_watch_add(NbNat *nat, NatWatch *w, int fd, uint32_t events, NatWatc
                        void *obj);
 void nat_watch_modify(NbNat *nat, NatWatch *w, uint32_t events);
 void nat_watch_remove(NbNat *nat, NatWatch *w);
+/* A TCP timer was started: makes sure the fine tick runs. */
+void nat_timer_wanted(NbNat *nat);
 /* Frees obj with free_func after the current batch of events. */
 void nat_defer_free(NbNat *nat, void *obj, GDestroyNotify free_func);
 /* The engine's view of the host: the gateway address maps to 127.0.0.1 when
@@ -166,7 +168,8 @@ bool nat_dns_is_resolver(NbNat *nat, const struct sockaddr_in *addr);
 NatTcp *nat_tcp_new(NbNat *nat);
 void nat_tcp_free(NbNat *nat, NatTcp *tcp);
 void nat_tcp_input(NbNat *nat, const NatPacket *pkt);
-void nat_tcp_tick(NbNat *nat);
+/* Returns whether a TCP timer still runs (the fast tick is still needed). */
+bool nat_tcp_tick(NbNat *nat);
 void nat_tcp_flush(NbNat *nat);
 void nat_tcp_fwd_accept(NbNat *nat, NatFwd *fwd);
 unsigned nat_tcp_flow_count(NbNat *nat);

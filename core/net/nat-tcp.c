@@ -278,6 +278,7 @@ tcp_timer_start(NbNat *nat, TcpFlow *f)
 {
   if (!f->rto_at)
     f->rto_at = nat->now + f->rto_us;
+  nat_timer_wanted(nat);
 }
 
 /* The guest aborts or the host peer is gone: tell the guest. */
@@ -430,6 +431,7 @@ tcp_connected(NbNat *nat, TcpFlow *f)
   f->state = FLOW_SYN_RCVD;
   tcp_output(nat, f, f->iss, NB_TCP_SYN | NB_TCP_ACK, 0);
   f->rto_at = nat->now + f->rto_us;
+  nat_timer_wanted(nat);
   tcp_update_events(nat, f);
 }
 
@@ -817,6 +819,8 @@ tcp_guest_ack(NbNat *nat, TcpFlow *f, const TcpSeg *seg)
   }
   uint32_t old_wnd = f->snd_wnd;
   f->snd_wnd = (uint32_t)seg->win << f->snd_wscale;
+  if (f->snd_wnd == 0)
+    nat_timer_wanted(nat); /* zero-window probes */
   if (SEQ_GT(ack, f->snd_una)) {
     uint32_t acked = ack - f->snd_una;
     uint32_t data_acked = acked;
@@ -834,6 +838,8 @@ tcp_guest_ack(NbNat *nat, TcpFlow *f, const TcpSeg *seg)
     f->dupacks = 0;
     f->rto_us = RTO_MIN_US;
     f->rto_at = f->snd_una == f->snd_nxt ? 0 : nat->now + f->rto_us;
+    if (f->rto_at)
+      nat_timer_wanted(nat);
   } else if (ack == f->snd_una && seg->len == 0 && f->snd_nxt != f->snd_una &&
              seg->win == (old_wnd >> f->snd_wscale) && !(seg->flags & (NB_TCP_SYN | NB_TCP_FIN))) {
     if (++f->dupacks == 3) {
@@ -967,15 +973,17 @@ nat_tcp_input(NbNat *nat, const NatPacket *pkt)
 
 /* ---- timers ---- */
 
-void
+bool
 nat_tcp_tick(NbNat *nat)
 {
   GHashTableIter it;
   gpointer v;
+  bool timers = false;
   g_autoptr(GPtrArray) due = g_ptr_array_new();
   g_hash_table_iter_init(&it, nat->tcp->flows);
   while (g_hash_table_iter_next(&it, NULL, &v)) {
     TcpFlow *f = v;
+    timers |= f->rto_at != 0 || (f->state == FLOW_ESTABLISHED && f->snd_wnd == 0);
     bool handshake = f->state != FLOW_ESTABLISHED;
     bool closing = f->host_eof || f->guest_fin;
     if ((handshake && nat->now - f->born > HANDSHAKE_TIMEOUT_US) ||
@@ -1012,6 +1020,7 @@ nat_tcp_tick(NbNat *nat)
       tcp_output(nat, f, f->snd_una - 1, NB_TCP_ACK, 0);
     }
   }
+  return timers;
 }
 
 /* ---- forwarded ports ---- */
@@ -1043,5 +1052,6 @@ nat_tcp_fwd_accept(NbNat *nat, NatFwd *fwd)
     tcp_output(nat, f, f->iss, NB_TCP_SYN, 0);
     f->snd_nxt = f->iss + 1;
     f->rto_at = nat->now + f->rto_us;
+    nat_timer_wanted(nat);
   }
 }

@@ -7,7 +7,11 @@
 #include <glib-unix.h>
 #include <unistd.h>
 
-#define TICK_MS 50
+/* TCP timers need a fine tick, but only while a flow has one running; the
+ * rest (idle flows, fragments, UDP) is looked at once a second, so an idle
+ * machine's engine wakes once a second. */
+#define FAST_TICK_MS 50
+#define SLOW_TICK_MS 1000
 
 typedef struct {
   void *obj;
@@ -88,22 +92,43 @@ nat_epoll_ready(int fd, GIOCondition condition, gpointer user_data)
 }
 
 static gboolean
-nat_tick(gpointer user_data)
+nat_slow_tick(gpointer user_data)
 {
   NbNat *nat = user_data;
-  static const int64_t slow = 1000000;
   nat->now = g_get_monotonic_time();
-  nat_tcp_tick(nat);
-  /* The slow tables need a look once a second only. */
-  if (nat->now - nat->last_slow_tick >= slow) {
-    nat->last_slow_tick = nat->now;
-    nat_udp_tick(nat);
-    nat_icmp_tick(nat);
-    nat_frag_tick(nat);
-  }
+  if (nat_tcp_tick(nat))
+    nat_timer_wanted(nat);
+  nat_udp_tick(nat);
+  nat_icmp_tick(nat);
+  nat_frag_tick(nat);
   nat_tcp_flush(nat);
   nat_reap(nat);
   return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+nat_fast_tick(gpointer user_data)
+{
+  NbNat *nat = user_data;
+  nat->now = g_get_monotonic_time();
+  bool again = nat_tcp_tick(nat);
+  nat_tcp_flush(nat);
+  nat_reap(nat);
+  if (again)
+    return G_SOURCE_CONTINUE;
+  g_source_unref(nat->fast_tick);
+  nat->fast_tick = NULL;
+  return G_SOURCE_REMOVE;
+}
+
+void
+nat_timer_wanted(NbNat *nat)
+{
+  if (nat->fast_tick)
+    return;
+  nat->fast_tick = g_timeout_source_new(FAST_TICK_MS);
+  g_source_set_callback(nat->fast_tick, nat_fast_tick, nat, NULL);
+  g_source_attach(nat->fast_tick, nat->context);
 }
 
 /* ---- addresses ---- */
@@ -637,8 +662,8 @@ nb_nat_new(const NbNatConfig *config, GError **error)
   g_source_set_callback(nat->epoll_source, (GSourceFunc)(void (*)(void))nat_epoll_ready, nat,
                         NULL);
   g_source_attach(nat->epoll_source, nat->context);
-  nat->tick_source = g_timeout_source_new(TICK_MS);
-  g_source_set_callback(nat->tick_source, nat_tick, nat, NULL);
+  nat->tick_source = g_timeout_source_new(SLOW_TICK_MS);
+  g_source_set_callback(nat->tick_source, nat_slow_tick, nat, NULL);
   g_source_attach(nat->tick_source, nat->context);
 
   for (guint i = 0; i < config->hostfwds->len; i++) {
@@ -708,6 +733,10 @@ nat_destroy(NbNetBackend *backend)
   g_source_unref(nat->epoll_source);
   g_source_destroy(nat->tick_source);
   g_source_unref(nat->tick_source);
+  if (nat->fast_tick) {
+    g_source_destroy(nat->fast_tick);
+    g_source_unref(nat->fast_tick);
+  }
   if (nat->epfd >= 0)
     close(nat->epfd);
   g_main_context_unref(nat->context);
