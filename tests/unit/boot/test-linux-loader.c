@@ -388,7 +388,7 @@ static char *
 find_real_kernel(void)
 {
   const char *dir = g_getenv("NESTBOX_GUEST_DIR");
-  g_autofree char *path = g_build_filename(dir ? dir : NESTBOX_BUILD_ROOT "/guest", "vmlinuz", NULL);
+  g_autofree char *path = g_build_filename(dir ? dir : NESTBOX_GUEST_DIR_DEFAULT, "vmlinuz", NULL);
   return g_file_test(path, G_FILE_TEST_IS_REGULAR) ? g_steal_pointer(&path) : NULL;
 }
 
