@@ -5,6 +5,7 @@
 # check finds it clean and the flattened disk passes e2fsck with the guest's
 # data in it.
 source "$(dirname "$0")/lib.sh"
+export NB_MODULES=virtio_blk,ext4,crc32c_generic
 export PATH="$PATH:/usr/sbin:/sbin"
 ctl=$(dirname "$NESTBOX_VM")/nestboxctl
 
@@ -22,7 +23,7 @@ new_sha=$(yes nestbox-overlay | head -c 16M | sha256sum | cut -d' ' -f1)
 initrd=$(nb_initrd overlay "
 mount -t ext4 /dev/vda /mnt || { echo MOUNT-FAILED; exit 1; }
 echo \"KNOWN \$(sha256sum /mnt/known | cut -d' ' -f1)\"
-yes nestbox-overlay | head -c 16M > /mnt/new
+yes nestbox-overlay | head -c 16777216 > /mnt/new
 rm /mnt/known
 sync
 echo \"NEW \$(sha256sum /mnt/new | cut -d' ' -f1)\"
