@@ -28,7 +28,7 @@ printf '#!/bin/sh\nsleep 8\n' > "$work/sleep.sh"
 "$root/tests/images/make-test-initrd.sh" "$guest/guest.cpio.gz" "$work/sleep.sh" "$work/sleep.cpio.gz"
 
 kernel=$guest/vmlinuz
-append="console=ttyS0 panic=-1 quiet"
+append="console=ttyS0 panic=-1 quiet nestbox.modules=none"
 mem=256
 
 vmm_cmd() { # vmm initrd
