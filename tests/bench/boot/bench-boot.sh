@@ -66,12 +66,22 @@ for vmm in nestbox microvm q35; do
   # Memory: start with a guest that idles, read the VMM's RSS after init.
   bash -c "exec $(vmm_cmd $vmm "$work/sleep.cpio.gz")" > "$work/$vmm.console" 2>/dev/null &
   pid=$!
-  for _ in $(seq 600); do grep -q NESTBOX-GUEST "$work/$vmm.console" && break; sleep 0.2; done
+  for _ in $(seq 600); do
+    grep -q NESTBOX-GUEST "$work/$vmm.console" 2>/dev/null && break
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.2
+  done
   sleep 1
-  rss=$(awk '/^VmRSS/ { print $2 }' /proc/$pid/status)
-  shmem=$(awk '/^RssShmem/ { print $2 }' /proc/$pid/status)
-  overhead[$vmm]=$(( (rss - shmem) ))
-  echo "memory $vmm: RSS ${rss} kB, guest RAM (shmem) ${shmem} kB, overhead ${overhead[$vmm]} kB"
+  rss=$(awk '/^VmRSS/ { print $2 }' /proc/$pid/status 2>/dev/null)
+  shmem=$(awk '/^RssShmem/ { print $2 }' /proc/$pid/status 2>/dev/null)
+  if [ -n "$rss" ] && [ -n "$shmem" ]; then
+    overhead[$vmm]=$(( rss - shmem ))
+    echo "memory $vmm: RSS ${rss} kB, guest RAM (shmem) ${shmem} kB, overhead ${overhead[$vmm]} kB"
+  else
+    overhead[$vmm]=0
+    echo "memory $vmm: the VMM had exited before it could be measured; its console said:"
+    tail -5 "$work/$vmm.console" 2>/dev/null
+  fi
   wait $pid
 done
 
