@@ -11,7 +11,7 @@
 #include "base/size.h"
 #include "net/nat.h"
 
-G_DEFINE_QUARK(nb-machine-error-quark, nb_machine_error)
+G_DEFINE_QUARK(nb-machine-doc-error-quark, nb_machine_doc_error)
 
 static void disk_free(gpointer p)
 {
@@ -111,9 +111,9 @@ static bool fail(const Ctx *c, const char *group, const char *key, GError **erro
   g_autofree char *where = key ? g_strdup_printf("[%s] %s", group, key)
                                : group ? g_strdup_printf("[%s]", group) : g_strdup("document");
   if (line)
-    g_set_error(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_INVALID, "%s:%u: %s: %s", c->file, line, where, what);
+    g_set_error(error, NB_MACHINE_DOC_ERROR, NB_MACHINE_DOC_ERROR_INVALID, "%s:%u: %s: %s", c->file, line, where, what);
   else
-    g_set_error(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_INVALID, "%s: %s: %s", c->file, where, what);
+    g_set_error(error, NB_MACHINE_DOC_ERROR, NB_MACHINE_DOC_ERROR_INVALID, "%s: %s: %s", c->file, where, what);
   return false;
 }
 
@@ -221,7 +221,7 @@ NbMachineDocument *nb_machine_document_parse(const char *dir, const char *file_p
   g_autoptr(GKeyFile) kf = g_key_file_new();
   g_autoptr(GError) local = NULL;
   if (!g_key_file_load_from_data(kf, text, -1, G_KEY_FILE_NONE, &local)) {
-    g_set_error(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_INVALID, "%s: not a valid machine document: %s",
+    g_set_error(error, NB_MACHINE_DOC_ERROR, NB_MACHINE_DOC_ERROR_INVALID, "%s: not a valid machine document: %s",
                 file_path, local->message);
     return NULL;
   }
@@ -323,9 +323,9 @@ NbMachineDocument *nb_machine_document_load(const char *dir, GError **error)
   g_autofree char *text = NULL;
   g_autoptr(GError) local = NULL;
   if (!g_file_get_contents(path, &text, NULL, &local)) {
-    int code = g_error_matches(local, G_FILE_ERROR, G_FILE_ERROR_NOENT) ? NB_MACHINE_ERROR_NOT_FOUND
-                                                                        : NB_MACHINE_ERROR_IO;
-    g_set_error(error, NB_MACHINE_ERROR, code, "Cannot read the machine document: %s", local->message);
+    int code = g_error_matches(local, G_FILE_ERROR, G_FILE_ERROR_NOENT) ? NB_MACHINE_DOC_ERROR_NOT_FOUND
+                                                                        : NB_MACHINE_DOC_ERROR_IO;
+    g_set_error(error, NB_MACHINE_DOC_ERROR, code, "Cannot read the machine document: %s", local->message);
     return NULL;
   }
   return nb_machine_document_parse(dir, path, text, error);
@@ -370,7 +370,7 @@ char *nb_machine_document_to_data(const NbMachineDocument *doc)
 static bool io_fail(GError **error, const char *what, const char *path)
 {
   int e = errno;
-  g_set_error(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_IO, "Cannot %s %s: %s — check the directory's permissions and free space",
+  g_set_error(error, NB_MACHINE_DOC_ERROR, NB_MACHINE_DOC_ERROR_IO, "Cannot %s %s: %s — check the directory's permissions and free space",
               what, path, g_strerror(e));
   return false;
 }
@@ -429,7 +429,7 @@ bool nb_machine_document_set(NbMachineDocument *doc, const char *assignment, GEr
   const char *eq = strchr(assignment, '=');
   const char *dot = eq ? memchr(assignment, '.', (size_t)(eq - assignment)) : NULL;
   if (eq == NULL || dot == NULL || dot == assignment || dot + 1 == eq) {
-    g_set_error(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_INVALID,
+    g_set_error(error, NB_MACHINE_DOC_ERROR, NB_MACHINE_DOC_ERROR_INVALID,
                 "'%s' is not a setting; expected GROUP.KEY=VALUE, e.g. cpu.count=4", assignment);
     return false;
   }
@@ -441,7 +441,7 @@ bool nb_machine_document_set(NbMachineDocument *doc, const char *assignment, GEr
   g_autofree char *group = g_strndup(assignment, (gsize)(last - assignment));
   g_autofree char *key = g_strndup(last + 1, (gsize)(eq - last - 1));
   if (g_str_equal(group, "machine") && g_str_equal(key, "name")) {
-    g_set_error(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_INVALID,
+    g_set_error(error, NB_MACHINE_DOC_ERROR, NB_MACHINE_DOC_ERROR_INVALID,
                 "machine.name cannot be set: a machine's name is its directory's name");
     return false;
   }
@@ -470,7 +470,7 @@ bool nb_machine_document_to_vm_options(const NbMachineDocument *doc, NbVmOptions
 {
   memset(options, 0, sizeof(*options));
   if (doc->kernel == NULL) {
-    g_set_error(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_INVALID,
+    g_set_error(error, NB_MACHINE_DOC_ERROR, NB_MACHINE_DOC_ERROR_INVALID,
                 "Machine %s has no kernel to boot — set one with: nestboxctl set %s boot.kernel=PATH", doc->name,
                 doc->name);
     return false;

@@ -8,16 +8,16 @@
 
 #include "machine/vm-options.h"
 
-#define NB_MACHINE_ERROR (nb_machine_error_quark())
-GQuark nb_machine_error_quark(void);
+#define NB_MACHINE_DOC_ERROR (nb_machine_doc_error_quark())
+GQuark nb_machine_doc_error_quark(void);
 
 typedef enum {
-  NB_MACHINE_ERROR_INVALID,   /* the document or a value in it is wrong */
-  NB_MACHINE_ERROR_NOT_FOUND, /* no such machine */
-  NB_MACHINE_ERROR_EXISTS,    /* create over an existing machine */
-  NB_MACHINE_ERROR_BUSY,      /* the machine is running (its lock is held) */
-  NB_MACHINE_ERROR_IO,
-} NbMachineError;
+  NB_MACHINE_DOC_ERROR_INVALID,   /* the document or a value in it is wrong */
+  NB_MACHINE_DOC_ERROR_NOT_FOUND, /* no such machine */
+  NB_MACHINE_DOC_ERROR_EXISTS,    /* create over an existing machine */
+  NB_MACHINE_DOC_ERROR_BUSY,      /* the machine is running (its lock is held) */
+  NB_MACHINE_DOC_ERROR_IO,
+} NbMachineDocError;
 
 #define NB_MACHINE_MIN_MEMORY (64 * UINT64_C(1048576))
 #define NB_MACHINE_MAX_CPUS 64

@@ -33,7 +33,7 @@ bool nb_machine_name_check(const char *name, GError **error)
     why = "it is not valid UTF-8";
   if (why) {
     g_autofree char *shown = g_strescape(name, NULL);
-    g_set_error(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_INVALID,
+    g_set_error(error, NB_MACHINE_DOC_ERROR, NB_MACHINE_DOC_ERROR_INVALID,
                 "'%s' cannot be a machine name: %s — use letters, digits, '-', '_' or '.' (at most %d bytes)", shown,
                 why, NB_MACHINE_NAME_MAX);
     return false;
@@ -64,7 +64,7 @@ char **nb_machine_registry_list(GError **error)
   g_autoptr(GError) local = NULL;
   g_autoptr(GDir) dir = g_dir_open(root, 0, &local);
   if (dir == NULL && !g_error_matches(local, G_FILE_ERROR, G_FILE_ERROR_NOENT)) {
-    g_set_error(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_IO, "Cannot list machines: %s", local->message);
+    g_set_error(error, NB_MACHINE_DOC_ERROR, NB_MACHINE_DOC_ERROR_IO, "Cannot list machines: %s", local->message);
     g_ptr_array_free(names, TRUE);
     return NULL;
   }
@@ -85,7 +85,7 @@ NbMachineDocument *nb_machine_registry_find(const char *name, GError **error)
   g_autofree char *dir = nb_machine_registry_dir(name);
   g_autofree char *ini = g_build_filename(dir, "machine.ini", NULL);
   if (!g_file_test(ini, G_FILE_TEST_EXISTS)) {
-    g_set_error(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_NOT_FOUND,
+    g_set_error(error, NB_MACHINE_DOC_ERROR, NB_MACHINE_DOC_ERROR_NOT_FOUND,
                 "No machine named '%s' — see the machines there are with: nestboxctl list", name);
     return NULL;
   }
@@ -98,14 +98,14 @@ bool nb_machine_registry_create(NbMachineDocument *doc, GError **error)
     return false;
   g_autofree char *root = nb_machine_registry_root();
   if (g_mkdir_with_parents(root, 0700) < 0) {
-    g_set_error(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_IO, "Cannot create %s: %s", root, g_strerror(errno));
+    g_set_error(error, NB_MACHINE_DOC_ERROR, NB_MACHINE_DOC_ERROR_IO, "Cannot create %s: %s", root, g_strerror(errno));
     return false;
   }
   g_autofree char *dir = nb_machine_registry_dir(doc->name);
   /* mkdir is the atomic claim on the name: two creates cannot both succeed. */
   if (g_mkdir(dir, 0700) < 0) {
     int e = errno;
-    g_set_error(error, NB_MACHINE_ERROR, e == EEXIST ? NB_MACHINE_ERROR_EXISTS : NB_MACHINE_ERROR_IO,
+    g_set_error(error, NB_MACHINE_DOC_ERROR, e == EEXIST ? NB_MACHINE_DOC_ERROR_EXISTS : NB_MACHINE_DOC_ERROR_IO,
                 e == EEXIST ? "Machine '%s' already exists (%s) — pick another name or delete it first"
                             : "Cannot create machine '%s' in %s", doc->name, dir);
     return false;
@@ -125,7 +125,7 @@ static int lock_fd(const char *path, bool wait, GError **error)
 {
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
-    g_set_error(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_IO, "Cannot open the lock file %s: %s", path,
+    g_set_error(error, NB_MACHINE_DOC_ERROR, NB_MACHINE_DOC_ERROR_IO, "Cannot open the lock file %s: %s", path,
                 g_strerror(errno));
     return -1;
   }
@@ -136,7 +136,7 @@ static int lock_fd(const char *path, bool wait, GError **error)
   if (r < 0) {
     int e = errno;
     close(fd);
-    g_set_error(error, NB_MACHINE_ERROR, (e == EAGAIN || e == EACCES) ? NB_MACHINE_ERROR_BUSY : NB_MACHINE_ERROR_IO,
+    g_set_error(error, NB_MACHINE_DOC_ERROR, (e == EAGAIN || e == EACCES) ? NB_MACHINE_DOC_ERROR_BUSY : NB_MACHINE_DOC_ERROR_IO,
                 (e == EAGAIN || e == EACCES) ? "The machine is running (%s is locked) — stop it first"
                                              : "Cannot lock %s", path);
     return -1;
@@ -195,7 +195,7 @@ bool nb_machine_registry_delete(const char *name, GError **error)
     return false;
   g_autofree char *dir = nb_machine_registry_dir(name);
   if (!g_file_test(dir, G_FILE_TEST_IS_DIR)) {
-    g_set_error(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_NOT_FOUND, "No machine named '%s'", name);
+    g_set_error(error, NB_MACHINE_DOC_ERROR, NB_MACHINE_DOC_ERROR_NOT_FOUND, "No machine named '%s'", name);
     return false;
   }
   /* Take the run lock ourselves so a start cannot slip in while we delete. */
@@ -205,7 +205,7 @@ bool nb_machine_registry_delete(const char *name, GError **error)
   bool ok = remove_tree(dir);
   nb_machine_lock_release(fd);
   if (!ok) {
-    g_set_error(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_IO, "Cannot remove %s completely: %s", dir,
+    g_set_error(error, NB_MACHINE_DOC_ERROR, NB_MACHINE_DOC_ERROR_IO, "Cannot remove %s completely: %s", dir,
                 g_strerror(errno));
     return false;
   }
