@@ -1,6 +1,9 @@
 /* Machines on disk. OFD locks (not flock or POSIX locks) because they belong
  * to the open file, so a thread or a library closing another fd to the same
  * file cannot drop them, and they vanish with the process if it crashes. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* F_OFD_SETLK */
+#endif
 #include "machine/machine-registry.h"
 
 #include <errno.h>
@@ -190,7 +193,6 @@ static bool remove_tree(const char *path)
 
 bool nb_machine_registry_delete(const char *name, GError **error)
 {
-  g_autoptr(NbMachineDocument) doc = NULL;
   if (!nb_machine_name_check(name, error))
     return false;
   g_autofree char *dir = nb_machine_registry_dir(name);
