@@ -1,6 +1,8 @@
 /* nestbox-vm: runs one virtual machine. */
 #include "machine/console-io.h"
+#include "machine/machine-launch.h"
 #include "machine/machine.h"
+#include "machine/machine-registry.h"
 #include "machine/vm-options.h"
 
 #include <glib-unix.h>
@@ -38,10 +40,22 @@ main(int argc, char **argv)
     return EXIT_USAGE;
   }
 
+  int machine_lock = -1;
+  if (options.machine) {
+    machine_lock = nb_machine_launch_prepare(&options, &error);
+    if (machine_lock < 0) {
+      fprintf(stderr, "nestbox-vm: %s\n", error->message);
+      nb_vm_options_clear(&options);
+      return EXIT_USAGE;
+    }
+  }
+
   NbConsoleIo *console = nb_console_io_new(options.serial, options.serial_path, &error);
   if (console == NULL) {
     fprintf(stderr, "nestbox-vm: %s\n", error->message);
     nb_vm_options_clear(&options);
+    if (machine_lock >= 0)
+      nb_machine_lock_release(machine_lock);
     return EXIT_USAGE;
   }
   g_unix_signal_add_full(G_PRIORITY_HIGH, SIGINT, on_stop_signal, "interrupted (SIGINT)", NULL);
@@ -91,5 +105,7 @@ main(int argc, char **argv)
 
   nb_console_io_free(console);
   nb_vm_options_clear(&options);
+  if (machine_lock >= 0)
+    nb_machine_lock_release(machine_lock);
   return status;
 }

@@ -146,11 +146,12 @@ bool
 nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
 {
   g_autofree char *kernel = NULL, *initrd = NULL, *append = NULL;
-  g_autofree char *cpus = NULL, *memory = NULL, *serial = NULL, *console = NULL;
+  g_autofree char *cpus = NULL, *memory = NULL, *serial = NULL, *console = NULL, *machine = NULL;
   g_auto(GStrv) disks = NULL, nets = NULL, ports = NULL;
   gboolean no_reboot = FALSE, rng = FALSE;
 
   GOptionEntry entries[] = {
+    { "machine", 0, 0, G_OPTION_ARG_STRING, &machine, "Run the machine NAME made with nestboxctl create", "NAME" },
     { "kernel", 0, 0, G_OPTION_ARG_FILENAME, &kernel, "Linux kernel (bzImage) to boot", "PATH" },
     { "initrd", 0, 0, G_OPTION_ARG_FILENAME, &initrd, "Initial ramdisk", "PATH" },
     { "append", 0, 0, G_OPTION_ARG_STRING, &append, "Kernel command line", "TEXT" },
@@ -194,9 +195,19 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
 
   *options = (NbVmOptions){ .cpus = 1, .memory = NB_VM_DEFAULT_MEMORY, .serial = NB_SERIAL_STDIO };
 
-  if (kernel == NULL) {
+  if (machine != NULL) {
+    /* A machine's settings live in its document; mixing in command-line
+     * settings would make what runs differ from what `nestboxctl info` shows. */
+    if (kernel || initrd || append || cpus || memory || disks || nets || ports || rng || console) {
+      g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
+                  "--machine %s takes its settings from the machine's document: change them with "
+                  "“nestboxctl set %s KEY=VALUE” (only --serial and --no-reboot go with --machine)",
+                  machine, machine);
+      return false;
+    }
+  } else if (kernel == NULL) {
     g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
-                "no kernel given: pass --kernel PATH with a Linux bzImage (see --help)");
+                "no kernel given: pass --kernel PATH with a Linux bzImage, or --machine NAME (see --help)");
     return false;
   }
 
@@ -234,6 +245,7 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
   }
 
   if (serial != NULL) {
+    options->serial_given = true;
     if (g_str_equal(serial, "stdio")) {
       options->serial = NB_SERIAL_STDIO;
     } else if (g_str_equal(serial, "none")) {
@@ -299,6 +311,7 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
     }
   }
 
+  options->machine = g_steal_pointer(&machine);
   options->kernel = g_steal_pointer(&kernel);
   options->initrd = g_steal_pointer(&initrd);
   options->append = g_steal_pointer(&append);
@@ -312,6 +325,7 @@ void
 nb_vm_options_clear(NbVmOptions *options)
 {
   g_clear_pointer(&options->kernel, g_free);
+  g_clear_pointer(&options->machine, g_free);
   g_clear_pointer(&options->initrd, g_free);
   g_clear_pointer(&options->append, g_free);
   g_clear_pointer(&options->serial_path, g_free);

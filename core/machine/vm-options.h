@@ -48,6 +48,8 @@ typedef struct {
   GArray *console_ports; /* NbConsolePortSpec, from --console-port NAME=SOCKET */
   bool rng;
   bool console_hvc;      /* --console hvc: guest console on virtio-console */
+  char *machine;         /* --machine NAME: everything else comes from its document */
+  bool serial_given;     /* --serial was on the command line */
 } NbVmOptions;
 
 /* Parses argv (argv[0] is the program). On error, sets a message that names

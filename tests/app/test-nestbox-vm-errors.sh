@@ -52,6 +52,10 @@ expect "no /dev/kvm" "KVM is not available: .* is missing — enable virtualizat
 expect "not a KVM device" "KVM is not available: .* not a KVM device" \
   NESTBOX_KVM_DEVICE=/dev/null -- --kernel "$kernel" --memory 128M
 
+expect "unknown machine" "No machine named 'nope'" XDG_DATA_HOME="$work/data" -- --machine nope
+expect "--machine with other settings" "takes its settings from the machine's document" \
+  XDG_DATA_HOME="$work/data" -- --machine nope --cpus 2
+
 # No permission: a device node only root may open, tried as nobody.
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
   touch "$work/kvm-root-only"
