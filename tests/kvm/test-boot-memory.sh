@@ -5,7 +5,7 @@ source "$(dirname "$0")/lib.sh"
 
 initrd=$(nb_initrd memory 'grep MemTotal /proc/meminfo; cat /proc/iomem | grep "System RAM"')
 for size_mb in ${NB_MEMORY_SIZES_MB:-128 1024 3072 5120}; do
-  nb_boot "mem-$size_mb" 300 "$initrd" --memory "${size_mb}M"
+  nb_boot "mem-$size_mb" 240 "$initrd" --memory "${size_mb}M"
   nb_expect_status "${size_mb}M: poweroff" 0
   kb=$(sed -n 's/^NESTBOX-GUEST .*memtotal_kb=\([0-9]*\).*/\1/p' "$NB_LOG" | head -1)
   NB_CHECKS=$((NB_CHECKS + 1))

@@ -5,7 +5,7 @@ source "$(dirname "$0")/lib.sh"
 
 reboot=$(nb_initrd reboot 'echo REBOOTING; reboot -f')
 
-nb_boot no-reboot 300 "$reboot" --no-reboot
+nb_boot no-reboot 240 "$reboot" --no-reboot
 nb_expect_status "guest reboot with --no-reboot" 0
 nb_expect "guest asked to reboot" "^REBOOTING"
 
@@ -15,7 +15,7 @@ NB_LOG="$NB_WORK/reboot.log"
 "$NESTBOX_VM" --kernel "$NESTBOX_GUEST_DIR/vmlinuz" --initrd "$reboot" \
   --append "console=ttyS0 nestbox.modules=none panic=-1 quiet" --serial "file:$NB_LOG" > "$NB_WORK/reboot.stderr" 2>&1 &
 pid=$!
-for _ in $(seq 600); do
+for _ in $(seq 480); do
   [ "$(grep -ac '^NESTBOX-INIT-REACHED' "$NB_LOG" 2>/dev/null)" -ge 2 ] && break
   kill -0 $pid 2>/dev/null || break
   sleep 0.5
@@ -31,7 +31,7 @@ NB_CHECKS=$((NB_CHECKS + 1))
 if grep -q "stopped: terminated (SIGTERM)" "$NB_WORK/reboot.stderr"; then nb_pass "SIGTERM reported"; else nb_fail "no SIGTERM message"; cat "$NB_WORK/reboot.stderr"; fi
 
 panic=$(nb_initrd panic 'echo PANICKING; echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger')
-NB_MODULES=pvpanic_pci nb_boot panic 300 "$panic"
+NB_MODULES=pvpanic_pci nb_boot panic 240 "$panic"
 nb_expect_status "guest kernel panic" 3
 NB_CHECKS=$((NB_CHECKS + 1))
 if grep -q "the guest kernel panicked" "$NB_WORK/panic.stderr"; then nb_pass "panic reported"; else nb_fail "no panic message"; cat "$NB_WORK/panic.stderr"; fi

@@ -14,7 +14,7 @@ NB_LOG=$dir/serial.log
 
 "$NESTBOX_VM" --machine demo > "$NB_WORK/machine.stderr" 2>&1 &
 pid=$!
-for _ in $(seq 600); do
+for _ in $(seq 480); do
   grep -q MACHINE-GUEST-UP "$NB_LOG" 2>/dev/null && break
   kill -0 $pid 2>/dev/null || break
   sleep 0.5

@@ -29,7 +29,7 @@ sync
 echo \"NEW \$(sha256sum /mnt/new | cut -d' ' -f1)\"
 umount /mnt
 ")
-nb_boot overlay 600 "$initrd" --disk "$NB_WORK/overlay.qcow2,format=qcow2" --memory 256M
+nb_boot overlay 240 "$initrd" --disk "$NB_WORK/overlay.qcow2,format=qcow2" --memory 256M
 nb_expect_status "guest on a qcow2 overlay: poweroff" 0
 nb_expect "guest reads the base's file through the overlay" "^KNOWN $known_sha"
 nb_expect "guest wrote 16 MiB to the overlay" "^NEW $new_sha"

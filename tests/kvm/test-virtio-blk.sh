@@ -23,7 +23,7 @@ sync
 echo \"BIG \$(sha256sum /mnt/big | cut -d' ' -f1)\"
 umount /mnt
 ")
-nb_boot blk 600 "$initrd" --disk "$img" --memory 256M
+nb_boot blk 240 "$initrd" --disk "$img" --memory 256M
 nb_expect_status "ext4 read and write: poweroff" 0
 nb_expect "guest reads the host's file intact" "^KNOWN $known_sha"
 nb_expect "guest wrote 64 MiB" "^BIG $big_sha"
@@ -40,7 +40,7 @@ echo \"RO \$(cat /sys/block/vda/ro)\"
 mount -o ro /dev/vda /mnt && echo \"RO-MOUNTED \$(sha256sum /mnt/known | cut -d' ' -f1)\" && umount /mnt
 if dd if=/dev/zero of=/dev/vda bs=4096 count=1 conv=fsync 2>/dev/null; then echo WRITE-ACCEPTED; else echo WRITE-REFUSED; fi
 ")
-nb_boot ro 600 "$initrd" --disk "$img,readonly" --memory 256M
+nb_boot ro 240 "$initrd" --disk "$img,readonly" --memory 256M
 nb_expect_status "read-only disk: poweroff" 0
 nb_expect "the guest sees the disk read-only" "^RO 1"
 nb_expect "a read-only mount works" "^RO-MOUNTED $known_sha"
@@ -59,7 +59,7 @@ for d in vda vdb vdc vdd; do
   echo "DISK $d $(cat /sys/block/$d/size) $(cat /sys/block/$d/serial 2>/dev/null)"
 done
 ')
-nb_boot four 600 "$initrd" "${args[@]}" --memory 256M
+nb_boot four 240 "$initrd" "${args[@]}" --memory 256M
 nb_expect_status "four disks: poweroff" 0
 for i in 1 2 3 4; do
   d=vd$(printf "\\x$(printf %x $((96 + i)))")
@@ -85,7 +85,7 @@ NB_LOG="$NB_WORK/kill.log"
   --append "console=ttyS0 nestbox.modules=$NB_MODULES panic=-1 quiet" --serial "file:$NB_LOG" --disk "$img.kill" \
   > "$NB_WORK/kill.stderr" 2>&1 &
 pid=$!
-for _ in $(seq 1200); do
+for _ in $(seq 480); do
   grep -q '^FLUSHED 3' "$NB_LOG" 2>/dev/null && break
   kill -0 $pid 2>/dev/null || break
   sleep 0.5

@@ -48,7 +48,7 @@ exec 3>&-
 echo "RNG $(cat /sys/class/misc/hw_random/rng_current)"
 echo "RNG-BYTES $(head -c 4096 /dev/hwrng | wc -c)"
 ')
-NB_MODULES=virtio_console,virtio_rng NB_APPEND="console=hvc0" nb_boot console 600 "$initrd" --console hvc --rng \
+NB_MODULES=virtio_console,virtio_rng NB_APPEND="console=hvc0" nb_boot console 240 "$initrd" --console hvc --rng \
   --console-port "test.port=$sock" --memory 256M
 wait $helper
 nb_expect_status "hvc console guest: poweroff" 0
