@@ -91,7 +91,7 @@ expect 1 "convert refuses existing destination" -- "$ctl" disk convert src.vdi f
 expect 2 "convert to vdi refused" -- "$ctl" disk convert -O vdi src.raw x.vdi
 
 # Locking: a disk open for writing elsewhere is refused with a clear message.
-qemu-io -c 'sleep 20000' top.qcow2 >/dev/null 2>&1 &
+qemu-io -c 'sleep 600000' top.qcow2 >/dev/null 2>&1 &
 qpid=$!
 # Wait until qemu holds the image (qemu-img info is refused then).
 for _ in $(seq 100); do
@@ -101,7 +101,7 @@ done
 expect 1 "locked by qemu" -- "$ctl" disk resize top.qcow2 +1G
 check "lock message names the file" grep -q "top.qcow2 is in use" err.txt
 expect 0 "info --no-lock while in use" -- "$ctl" disk info --no-lock top.qcow2
-kill $qpid
+kill $qpid 2>/dev/null || true
 wait $qpid 2>/dev/null
 
 # A broken image: refused at open, with the problem named, file unchanged.
