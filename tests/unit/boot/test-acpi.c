@@ -352,6 +352,9 @@ test_iasl(gconstpointer data)
   g_assert_nonnull(strstr(dsdt_dsl, "EisaId (\"PNP0501\")"));
   g_assert_nonnull(strstr(dsdt_dsl, "Name (_PRT, Package (0x80)"));
   g_assert_nonnull(strstr(dsdt_dsl, "IRQNoFlags ()\n                    {4}"));
+  /* The root tables point at the others by their signatures. */
+  g_assert_nonnull(strstr(xsdt_dsl, "XSDT"));
+  g_assert_nonnull(strstr(rsdt_dsl, "RSDT"));
   g_autofree char *last_cpu = g_strdup_printf("Device (C%03X)", n_cpus - 1);
   g_assert_nonnull(strstr(dsdt_dsl, last_cpu));
 
