@@ -65,7 +65,7 @@ forced)
   start=$(date +%s)
   # The probe's folder is shared too: a build tree under /tmp would
   # otherwise be hidden by the sandbox's own /tmp.
-  out=$("$sandbox" --force --timeout 500 --share "$(dirname "$probe")" -- bash -c '
+  out=$("$sandbox" --force --timeout 300 --share "$(dirname "$probe")" -- bash -c '
       "$1"; probe=$?
       echo "probe-status=$probe"
       echo "value=$NB_SANDBOX_TEST_VALUE in-sandbox=${NESTBOX_IN_SANDBOX:-no}"
