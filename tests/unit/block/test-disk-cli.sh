@@ -94,8 +94,10 @@ expect 2 "convert to vdi refused" -- "$ctl" disk convert -O vdi src.raw x.vdi
 qemu-io -c 'sleep 600000' top.qcow2 >/dev/null 2>&1 &
 qpid=$!
 # Wait until qemu holds the image (qemu-img info is refused then).
-for _ in $(seq 100); do
-  qemu-img info top.qcow2 >/dev/null 2>&1 || break
+# (refused because of the lock, not for any other reason; slow sanitizer
+# runs on a busy machine can take seconds to get there).
+for _ in $(seq 300); do
+  qemu-img info top.qcow2 2>&1 | grep -qi "lock" && break
   sleep 0.1
 done
 expect 1 "locked by qemu" -- "$ctl" disk resize top.qcow2 +1G
