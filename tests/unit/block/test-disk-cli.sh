@@ -91,7 +91,7 @@ expect 1 "convert refuses existing destination" -- "$ctl" disk convert src.vdi f
 expect 2 "convert to vdi refused" -- "$ctl" disk convert -O vdi src.raw x.vdi
 
 # Locking: a disk open for writing elsewhere is refused with a clear message.
-qemu-io -c 'sleep 600000' top.qcow2 >/dev/null 2>&1 &
+env -u MALLOC_PERTURB_ qemu-io -c 'sleep 600000' top.qcow2 >qemu-io.log 2>&1 &
 qpid=$!
 # Wait until qemu holds the image (qemu-img info is refused then).
 # (refused because of the lock, not for any other reason; slow sanitizer
