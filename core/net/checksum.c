@@ -61,3 +61,12 @@ nb_csum_pseudo(uint32_t src, uint32_t dst, uint8_t proto, uint16_t len)
   uint32_t sum = (src >> 16) + (src & 0xffff) + (dst >> 16) + (dst & 0xffff);
   return sum + proto + len;
 }
+
+uint32_t
+nb_csum_pseudo6(const uint8_t *src, const uint8_t *dst, uint8_t proto, uint32_t len)
+{
+  uint32_t sum = 0;
+  for (int i = 0; i < 16; i += 2)
+    sum += nb_rd16(src + i) + nb_rd16(dst + i);
+  return sum + (len >> 16) + (len & 0xffff) + proto;
+}

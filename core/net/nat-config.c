@@ -30,6 +30,10 @@ nb_nat_config_new(void)
   c->max_udp_flows = 1024;
   c->max_icmp_flows = 256;
   c->udp_timeout = 60;
+  c->ipv6 = true;
+  /* fd00:10:0:2::/64: a unique local prefix that reads like 10.0.2.0/24. */
+  static const uint8_t net6[16] = { 0xfd, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x02 };
+  memcpy(c->net6, net6, 16);
   return c;
 }
 
@@ -232,6 +236,12 @@ nb_nat_config_check(const NbNatConfig *c, GError **error)
                 "the NAT MTU %u is out of range: use 576 to 65520", c->mtu);
     return FALSE;
   }
+  if (c->ipv6 && c->mtu < 1280) {
+    g_set_error(error, NB_NAT_ERROR, NB_NAT_ERROR_CONFIG,
+                "the NAT MTU %u is below IPv6's minimum of 1280: raise mtu= or add ipv6=off",
+                c->mtu);
+    return FALSE;
+  }
   for (guint i = 0; i < c->static_leases->len; i++) {
     uint32_t a = g_array_index(c->static_leases, NbNatStaticLease, i).addr;
     if ((a & mask) != c->net || a == c->net || a == bcast || a == c->gateway || a == c->dns) {
@@ -314,6 +324,22 @@ apply_option(NbNatConfig *c, const char *key, const char *value, GPtrArray *sear
     if (!nb_nat_hostfwd_parse(value, &fwd, error))
       return FALSE;
     g_array_append_val(c->hostfwds, fwd);
+  } else if (!strcmp(key, "net6")) {
+    g_auto(GStrv) parts = g_strsplit(value, "/", 2);
+    uint8_t a[16];
+    static const uint8_t zero[8];
+    /* SLAAC makes addresses in a /64 only (RFC 4862 with Ethernet's
+     * 64-bit interface identifiers); multicast and link-local prefixes
+     * cannot be a subnet's. */
+    if (!parts[0] || inet_pton(AF_INET6, parts[0], a) != 1 || (parts[1] && strcmp(parts[1], "64")) ||
+        memcmp(a + 8, zero, 8) != 0 || a[0] == 0xff || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) ||
+        memcmp(a, zero, 8) == 0)
+      return bad_value(error, key, value,
+                       "an IPv6 /64 prefix with no host bits, such as fd00:10:0:2::/64");
+    memcpy(c->net6, a, 16);
+  } else if (!strcmp(key, "ipv6")) {
+    if (!parse_bool(value, &c->ipv6))
+      return bad_value(error, key, value, "on or off");
   } else if (!strcmp(key, "loopback") || !strcmp(key, "restrict")) {
     bool v;
     if (!parse_bool(value, &v))
@@ -348,6 +374,7 @@ nb_nat_config_parse(const char *text, GError **error)
   g_autoptr(GPtrArray) search = g_ptr_array_new_with_free_func(g_free);
   g_auto(GStrv) items = g_strsplit(text ? text : "", ",", -1);
   bool net_given = false, host_given = false, dns_given = false, start_given = false;
+  bool ipv6_given = false;
 
   for (int i = 0; items[i]; i++) {
     const char *item = items[i];
@@ -370,6 +397,7 @@ nb_nat_config_parse(const char *text, GError **error)
     host_given |= !strcmp(key, "host");
     dns_given |= !strcmp(key, "dns");
     start_given |= !strcmp(key, "dhcpstart");
+    ipv6_given |= !strcmp(key, "ipv6");
     if (!apply_option(c, key, eq + 1, search, &net_given, error))
       return NULL;
   }
@@ -382,6 +410,10 @@ nb_nat_config_parse(const char *text, GError **error)
     if (!start_given)
       c->dhcp_start = c->net | 15;
   }
+  /* IPv6 needs links of 1280 bytes: a smaller mtu= turns it off unless
+   * ipv6=on asks for it (then the check below says why that cannot be). */
+  if (c->mtu < 1280 && !ipv6_given)
+    c->ipv6 = false;
   if (search->len) {
     g_ptr_array_add(search, NULL);
     c->search = (char **)g_ptr_array_steal(search, NULL);

@@ -10,7 +10,7 @@
 #define DNS_RECHECK_US G_USEC_PER_SEC
 
 struct NatDns {
-  struct sockaddr_in resolvers[DNS_MAX_RESOLVERS];
+  NatAddr resolvers[DNS_MAX_RESOLVERS]; /* IPv4-mapped or IPv6, all on port 53 */
   unsigned count;
   int64_t checked;
   struct stat st;
@@ -33,10 +33,14 @@ dns_load(NbNat *nat, NatDns *dns)
     while (words[w] && !*words[w])
       w++;
     struct in_addr a;
-    if (!words[w] || inet_pton(AF_INET, words[w], &a) != 1)
-      continue; /* IPv6 resolvers cannot take our IPv4 sockets' queries */
-    struct sockaddr_in *sa = &dns->resolvers[dns->count++];
-    *sa = (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons(53), .sin_addr = a };
+    NatAddr *r = &dns->resolvers[dns->count];
+    if (!words[w])
+      continue;
+    if (inet_pton(AF_INET, words[w], &a) == 1)
+      *r = nat_addr4(ntohl(a.s_addr));
+    else if (inet_pton(AF_INET6, words[w], r->b) != 1)
+      continue; /* a link-local resolver with a %zone cannot be reached from our sockets */
+    dns->count++;
   }
 }
 
@@ -74,23 +78,31 @@ nat_dns_free(NatDns *dns)
   g_free(dns);
 }
 
-bool
-nat_dns_resolver(NbNat *nat, struct sockaddr_in *out)
+socklen_t
+nat_dns_resolver(NbNat *nat, int family, NatSockaddr *out)
 {
   dns_refresh(nat);
-  if (nat->dns->count == 0)
-    return false;
-  *out = nat->dns->resolvers[0];
-  return true;
+  /* The guest's IPv4 queries go out of IPv4 sockets, to the first IPv4
+   * resolver; IPv6 queries out of dual-stack IPv6 sockets, to the first
+   * resolver of either family. */
+  for (unsigned i = 0; i < nat->dns->count; i++) {
+    const NatAddr *r = &nat->dns->resolvers[i];
+    if (family == AF_INET6 || nat_addr_is4(r))
+      return nat_sockaddr_set(out, family, r, 53);
+  }
+  return 0;
 }
 
 bool
-nat_dns_is_resolver(NbNat *nat, const struct sockaddr_in *addr)
+nat_dns_is_resolver(NbNat *nat, const NatSockaddr *addr, socklen_t len)
 {
   NatDns *dns = nat->dns;
+  NatAddr a;
+  uint16_t port;
+  if (!nat_sockaddr_get(addr, len, &a, &port) || port != 53)
+    return false;
   for (unsigned i = 0; i < dns->count; i++)
-    if (dns->resolvers[i].sin_addr.s_addr == addr->sin_addr.s_addr &&
-        dns->resolvers[i].sin_port == addr->sin_port)
+    if (nat_addr_eq(&dns->resolvers[i], &a))
       return true;
   return false;
 }

@@ -1,7 +1,7 @@
 /* ICMP: echo to the gateway and DNS addresses is answered here; echo to the
- * world goes through unprivileged ping sockets (net.ipv4.ping_group_range),
- * or one raw socket when the process may open it. Errors the guest sends are
- * checked and swallowed. */
+ * world goes through unprivileged ping sockets (net.ipv4.ping_group_range,
+ * which covers ICMPv6 ping sockets too), or for IPv4 one raw socket when the
+ * process may open it. Errors the guest sends are checked and swallowed. */
 #include "net/nat-private.h"
 
 #include <arpa/inet.h>
@@ -12,7 +12,7 @@
 #define ICMP_BURST 16
 
 typedef struct {
-  uint32_t gaddr, raddr;
+  NatAddr gaddr, raddr;
   uint16_t gid;
   uint16_t pad;
 } IcmpKey;
@@ -29,6 +29,7 @@ struct NatIcmp {
   GHashTable *flows;     /* IcmpKey -> flow */
   GHashTable *by_raw_id; /* raw id -> flow */
   bool ping_sockets;
+  bool ping6_sockets;
   int raw_fd;
   NatWatch raw_watch;
   uint16_t next_raw_id;
@@ -37,8 +38,7 @@ struct NatIcmp {
 static guint
 icmp_key_hash(gconstpointer p)
 {
-  const IcmpKey *k = p;
-  return k->gaddr * 31u + k->raddr * 7u + k->gid;
+  return nat_hash_bytes(p, sizeof(IcmpKey));
 }
 
 static gboolean
@@ -57,18 +57,26 @@ icmp_flow_free(gpointer p)
 }
 
 static void
-icmp_to_guest(NbNat *nat, IcmpFlow *f, const uint8_t *msg, size_t len, uint32_t from)
+icmp_to_guest(NbNat *nat, IcmpFlow *f, const uint8_t *msg, size_t len, const NatAddr *from)
 {
   /* Only echo replies go back; the kernel handles errors for its sockets. */
-  if (len < 8 || msg[0] != 0 || len > 65535 - NB_IP_HLEN)
+  bool v6 = !nat_addr_is4(&f->key.gaddr);
+  if (len < 8 || msg[0] != (v6 ? 129 : 0) || len > 65535 - NB_IP_HLEN)
     return;
   uint8_t *icmp = nat->tx + NAT_L4_OFF;
   memmove(icmp, msg, len);
   nb_wr16(icmp + 4, f->key.gid);
+  NatAddr src = nat_translate_in_addr(nat, from);
+  f->last = nat->now;
+  if (v6) {
+    /* ICMPv6 sums a pseudo-header too. */
+    nat_l4_csum_addr(nat, icmp, len, 2, NB_IP_PROTO_ICMPV6, &src, &f->key.gaddr, false);
+    nat_ip6_send(nat, NB_IP_PROTO_ICMPV6, src.b, f->key.gaddr.b, len);
+    return;
+  }
   nb_wr16(icmp + 2, 0);
   nb_wr16(icmp + 2, nb_csum(icmp, len));
-  f->last = nat->now;
-  nat_ip_send(nat, NB_IP_PROTO_ICMP, nat_translate_in(nat, from), f->key.gaddr, len, NULL);
+  nat_ip_send(nat, NB_IP_PROTO_ICMP, nat_addr_get4(&src), nat_addr_get4(&f->key.gaddr), len, NULL);
 }
 
 static void
@@ -76,13 +84,17 @@ icmp_ping_ready(NbNat *nat, void *obj, uint32_t events)
 {
   IcmpFlow *f = obj;
   for (int n = 0; n < ICMP_BURST; n++) {
-    struct sockaddr_in from;
+    NatSockaddr from;
     socklen_t fl = sizeof from;
     uint8_t *buf = nat->tx + NAT_L4_OFF;
-    ssize_t r = recvfrom(f->fd, buf, 65535 - NB_IP_HLEN, MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+    ssize_t r = recvfrom(f->fd, buf, 65535 - NB_IP_HLEN, MSG_DONTWAIT, &from.sa, &fl);
     if (r < 0)
       return;
-    icmp_to_guest(nat, f, buf, (size_t)r, ntohl(from.sin_addr.s_addr));
+    NatAddr a;
+    uint16_t port;
+    if (!nat_sockaddr_get(&from, fl, &a, &port) || !nat_addr_eq(&a, &f->key.raddr))
+      continue;
+    icmp_to_guest(nat, f, buf, (size_t)r, &a);
   }
 }
 
@@ -102,12 +114,12 @@ icmp_raw_ready(NbNat *nat, void *obj, uint32_t events)
     size_t hlen = (size_t)(buf[0] & 0xf) * 4;
     if (hlen < NB_IP_HLEN || len < hlen + 8 || buf[hlen] != 0)
       continue;
-    uint32_t from = nb_rd32(buf + 12);
+    NatAddr from = nat_addr4(nb_rd32(buf + 12));
     IcmpFlow *f = g_hash_table_lookup(icmp->by_raw_id,
                                       GUINT_TO_POINTER(nb_rd16(buf + hlen + 4) + 1u));
-    if (!f || f->key.raddr != from)
+    if (!f || !nat_addr_eq(&f->key.raddr, &from))
       continue;
-    icmp_to_guest(nat, f, buf + hlen, len - hlen, from);
+    icmp_to_guest(nat, f, buf + hlen, len - hlen, &from);
   }
 }
 
@@ -121,6 +133,13 @@ nat_icmp_new(NbNat *nat)
   icmp->next_raw_id = (uint16_t)g_random_int();
   if (nat->cfg->restrict_outbound)
     return icmp;
+  if (nat->cfg->ipv6) {
+    int fd6 = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_ICMPV6);
+    if (fd6 >= 0) {
+      icmp->ping6_sockets = true;
+      close(fd6);
+    }
+  }
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_ICMP);
   if (fd >= 0) {
     icmp->ping_sockets = true;
@@ -197,7 +216,15 @@ icmp_flow_open(NbNat *nat, const IcmpKey *key)
   IcmpFlow *f = g_new0(IcmpFlow, 1);
   f->key = *key;
   f->fd = -1;
-  if (icmp->ping_sockets) {
+  if (!nat_addr_is4(&key->gaddr)) {
+    /* IPv6: ping sockets or nothing. */
+    if (icmp->ping6_sockets)
+      f->fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_ICMPV6);
+    if (f->fd < 0 || !nat_watch_add(nat, &f->watch, f->fd, EPOLLIN, icmp_ping_ready, f)) {
+      icmp_flow_free(f);
+      return NULL;
+    }
+  } else if (icmp->ping_sockets) {
     f->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_ICMP);
     if (f->fd < 0 || !nat_watch_add(nat, &f->watch, f->fd, EPOLLIN, icmp_ping_ready, f)) {
       icmp_flow_free(f);
@@ -220,6 +247,38 @@ icmp_flow_open(NbNat *nat, const IcmpKey *key)
   g_hash_table_insert(icmp->flows, &f->key, f);
   nat->stats.icmp_flows = g_hash_table_size(icmp->flows);
   return f;
+}
+
+/* An echo request to the world, either family, through the flow's socket. */
+static void
+icmp_echo_out(NbNat *nat, const NatPacket *pkt)
+{
+  const uint8_t *m = pkt->l4;
+  size_t len = pkt->l4_len;
+  NatAddr host;
+  if (!nat_translate_out_addr(nat, &pkt->daddr, &host)) {
+    NAT_COUNT(nat, drop_policy);
+    return;
+  }
+  IcmpKey key = { .gaddr = pkt->saddr, .raddr = host, .gid = nb_rd16(m + 4) };
+  IcmpFlow *f = g_hash_table_lookup(nat->icmp->flows, &key);
+  if (!f && !(f = icmp_flow_open(nat, &key))) {
+    NAT_COUNT(nat, drop_policy);
+    return;
+  }
+  f->last = nat->now;
+  NatSockaddr to;
+  socklen_t tolen = nat_sockaddr_set(&to, pkt->v6 ? AF_INET6 : AF_INET, &host, 0);
+  if (f->fd >= 0) {
+    /* The kernel puts the socket's own id in and fixes the checksum. */
+    sendto(f->fd, m, len, MSG_DONTWAIT, &to.sa, tolen);
+    return;
+  }
+  g_autofree uint8_t *copy = g_memdup2(m, len);
+  nb_wr16(copy + 4, f->raw_id);
+  nb_wr16(copy + 2, 0);
+  nb_wr16(copy + 2, nb_csum(copy, len));
+  sendto(nat->icmp->raw_fd, copy, len, MSG_DONTWAIT, &to.sa, tolen);
 }
 
 /* An ICMP error must quote an IP header and 8 bytes of what followed. */
@@ -262,27 +321,12 @@ nat_icmp_input(NbNat *nat, const NatPacket *pkt)
     nat_ip_send(nat, NB_IP_PROTO_ICMP, pkt->dst, pkt->src, len, NULL);
     return;
   }
-  uint32_t host;
-  if (!nat_translate_out(nat, pkt->dst, &host)) {
-    NAT_COUNT(nat, drop_policy);
-    return;
-  }
-  IcmpKey key = { .gaddr = pkt->src, .raddr = host, .gid = nb_rd16(m + 4) };
-  IcmpFlow *f = g_hash_table_lookup(nat->icmp->flows, &key);
-  if (!f && !(f = icmp_flow_open(nat, &key))) {
-    NAT_COUNT(nat, drop_policy);
-    return;
-  }
-  f->last = nat->now;
-  struct sockaddr_in to = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(host) };
-  if (f->fd >= 0) {
-    /* The kernel puts the socket's own id in and fixes the checksum. */
-    sendto(f->fd, m, len, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof to);
-    return;
-  }
-  g_autofree uint8_t *copy = g_memdup2(m, len);
-  nb_wr16(copy + 4, f->raw_id);
-  nb_wr16(copy + 2, 0);
-  nb_wr16(copy + 2, nb_csum(copy, len));
-  sendto(nat->icmp->raw_fd, copy, len, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof to);
+  icmp_echo_out(nat, pkt);
 }
+
+void
+nat_icmp6_echo_out(NbNat *nat, const NatPacket *pkt)
+{
+  icmp_echo_out(nat, pkt);
+}
+

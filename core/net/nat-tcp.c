@@ -48,7 +48,7 @@ enum {
 };
 
 typedef struct {
-  uint32_t gaddr, raddr; /* raddr as the guest sees it */
+  NatAddr gaddr, raddr; /* raddr as the guest sees it */
   uint16_t gport, rport;
 } TcpKey;
 
@@ -95,8 +95,7 @@ struct NatTcp {
 static guint
 tcp_key_hash(gconstpointer p)
 {
-  const TcpKey *k = p;
-  return (k->gaddr * 31u + k->raddr) * 131u + ((guint)k->gport << 16 | k->rport);
+  return nat_hash_bytes(p, sizeof(TcpKey));
 }
 
 static gboolean
@@ -163,7 +162,8 @@ nat_tcp_free(NbNat *nat, NatTcp *tcp)
   g_hash_table_unref(tcp->flows);
   g_ptr_array_unref(tcp->pending);
   g_free(tcp->discard);
-  g_free(tcp->batch);
+  if (tcp->batch)
+    g_free(tcp->batch - NAT_TX_HEADROOM);
   g_free(tcp);
 }
 
@@ -186,7 +186,7 @@ tcp_our_window(NbNat *nat, TcpFlow *f)
 /* Sends a segment whose payload (len bytes) is already at
  * tx + TCP_DATA_OFF + optlen. */
 static void
-tcp_output_raw(NbNat *nat, uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport,
+tcp_output_raw(NbNat *nat, const NatAddr *src, uint16_t sport, const NatAddr *dst, uint16_t dport,
                uint32_t seq, uint32_t ack, uint8_t flags, uint16_t win, const uint8_t *opts,
                size_t optlen, size_t len, uint16_t gso_size)
 {
@@ -205,16 +205,26 @@ tcp_output_raw(NbNat *nat, uint32_t src, uint16_t sport, uint32_t dst, uint16_t 
     memcpy(t + NB_TCP_HLEN, opts, optlen);
   size_t total = hlen + len;
   NbNetFrameMeta meta = { 0 };
-  if (nat_l4_csum(nat, t, total, 16, NB_IP_PROTO_TCP, src, dst, true))
+  if (nat_l4_csum_addr(nat, t, total, 16, NB_IP_PROTO_TCP, src, dst, true))
     meta.flags = NB_NET_FRAME_CSUM_PARTIAL;
   if (len > gso_size) {
+    /* IPv4 only: IPv6 segments are never larger than the MSS. */
     meta.flags |= NB_NET_FRAME_GSO_TCPV4;
     meta.gso_size = gso_size;
   }
-  nat_ip_send(nat, NB_IP_PROTO_TCP, src, dst, total, &meta);
+  nat_l4_send(nat, NB_IP_PROTO_TCP, src, dst, total, &meta);
 }
 
 static void tcp_update_events(NbNat *nat, TcpFlow *f);
+
+/* The largest segment the guest's link carries: the MTU less the IP and
+ * TCP headers. */
+static unsigned
+tcp_link_mss(NbNat *nat, const TcpKey *key)
+{
+  unsigned ip = nat_addr_is4(&key->gaddr) ? NB_IP_HLEN : NB_IP6_HLEN;
+  return MIN(nat->cfg->mtu - ip - NB_TCP_HLEN, 65495u);
+}
 
 static void
 tcp_discard_acked(TcpFlow *f)
@@ -235,7 +245,7 @@ tcp_output(NbNat *nat, TcpFlow *f, uint32_t seq, uint8_t flags, size_t len)
     /* MSS, then window scale padded with a NOP. */
     opts[0] = 2;
     opts[1] = 4;
-    nb_wr16(opts + 2, (uint16_t)MIN(nat->cfg->mtu - 40, 65495u));
+    nb_wr16(opts + 2, (uint16_t)tcp_link_mss(nat, &f->key));
     opts[4] = 1;
     opts[5] = 3;
     opts[6] = 3;
@@ -245,7 +255,7 @@ tcp_output(NbNat *nat, TcpFlow *f, uint32_t seq, uint8_t flags, size_t len)
   uint32_t wnd = tcp_our_window(nat, f);
   uint32_t field = (flags & NB_TCP_SYN) ? MIN(wnd, 65535u) : MIN(wnd >> f->rcv_wscale, 65535u);
   uint32_t ack = (flags & NB_TCP_ACK) ? f->rcv_nxt : 0;
-  tcp_output_raw(nat, f->key.raddr, f->key.rport, f->key.gaddr, f->key.gport, seq, ack, flags,
+  tcp_output_raw(nat, &f->key.raddr, f->key.rport, &f->key.gaddr, f->key.gport, seq, ack, flags,
                  (uint16_t)field, opts, optlen, len, f->mss);
   if (flags & NB_TCP_ACK)
     f->ack_pending = false;
@@ -329,7 +339,7 @@ tcp_host_read(NbNat *nat, TcpFlow *f)
       break;
     /* A peer that takes TSO frames gets up to 64 KiB at once, cut into
      * MSS-sized segments by the device or the kernel. */
-    size_t seg = (nat->backend.peer_features & NB_NET_PEER_TSO4)
+    size_t seg = (nat->backend.peer_features & NB_NET_PEER_TSO4) && nat_addr_is4(&f->key.gaddr)
                    ? 65535 - NB_IP_HLEN - NB_TCP_HLEN - 31
                    : f->mss;
     size_t avail = wnd - inflight;
@@ -339,8 +349,10 @@ tcp_host_read(NbNat *nat, TcpFlow *f)
     uint8_t *slots = nat->tx;
     size_t stride = 0;
     if (seg <= BATCH_SEG_MAX) {
+      /* Headroom in front, as for tx_main: an IPv6 header of slot i goes
+       * into the slack after slot i - 1's data. */
       if (!tcp->batch)
-        tcp->batch = g_malloc(BATCH * BATCH_STRIDE);
+        tcp->batch = (uint8_t *)g_malloc(NAT_TX_HEADROOM + BATCH * BATCH_STRIDE) + NAT_TX_HEADROOM;
       slots = tcp->batch;
       stride = BATCH_STRIDE;
       nseg = MIN((size_t)BATCH, (avail + seg - 1) / seg);
@@ -578,14 +590,14 @@ tcp_reset_unknown(NbNat *nat, const NatPacket *pkt, const TcpSeg *seg, uint16_t 
     ack = seg->seq + (uint32_t)seg->len + !!(seg->flags & NB_TCP_SYN) + !!(seg->flags & NB_TCP_FIN);
     flags |= NB_TCP_ACK;
   }
-  tcp_output_raw(nat, pkt->dst, dport, pkt->src, sport, seq, ack, flags, 0, NULL, 0, 0, 65535);
+  tcp_output_raw(nat, &pkt->daddr, dport, &pkt->saddr, sport, seq, ack, flags, 0, NULL, 0, 0, 65535);
 }
 
 static void
 tcp_apply_syn_options(NbNat *nat, TcpFlow *f, const TcpSeg *seg)
 {
   unsigned mss = seg->mss > 0 ? (unsigned)seg->mss : 536;
-  f->mss = (uint16_t)CLAMP(mss, 64u, MIN(nat->cfg->mtu - 40, 65495u));
+  f->mss = (uint16_t)CLAMP(mss, 64u, tcp_link_mss(nat, &f->key));
   if (seg->wscale >= 0) {
     f->snd_wscale = (uint8_t)seg->wscale;
     f->rcv_wscale = OUR_WSCALE;
@@ -620,29 +632,35 @@ tcp_evict_for_new(NbNat *nat)
 static void
 tcp_open(NbNat *nat, const NatPacket *pkt, const TcpSeg *seg, const TcpKey *key)
 {
-  const NbNatConfig *c = nat->cfg;
-  struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(key->rport) };
-  if (pkt->dst == c->dns) {
-    if (key->rport != 53 || !nat_dns_resolver(nat, &to)) {
+  NatSockaddr to;
+  socklen_t tolen;
+  int family = pkt->v6 ? AF_INET6 : AF_INET;
+  NatAddr dns4;
+  if (nat_addr_eq(&pkt->daddr, nat_dns_addr(nat, pkt->v6, &dns4))) {
+    if (key->rport != 53 || !(tolen = nat_dns_resolver(nat, family, &to))) {
       NAT_COUNT(nat, drop_policy);
       tcp_reset_unknown(nat, pkt, seg, key->gport, key->rport);
       return;
     }
   } else {
-    uint32_t host;
-    if (!nat_translate_out(nat, pkt->dst, &host)) {
+    NatAddr host;
+    if (!nat_translate_out_addr(nat, &pkt->daddr, &host)) {
       NAT_COUNT(nat, drop_policy);
       tcp_reset_unknown(nat, pkt, seg, key->gport, key->rport);
       return;
     }
-    to.sin_addr.s_addr = htonl(host);
+    tolen = nat_sockaddr_set(&to, family, &host, key->rport);
   }
   if (g_hash_table_size(nat->tcp->flows) >= nat->cfg->max_tcp_flows && !tcp_evict_for_new(nat)) {
     NAT_COUNT(nat, drop_table_full);
     tcp_reset_unknown(nat, pkt, seg, key->gport, key->rport);
     return;
   }
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd >= 0 && family == AF_INET6) {
+    int zero = 0; /* dual stack, for an IPv4 resolver */
+    setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+  }
   if (fd < 0) {
     NAT_COUNT(nat, drop_table_full);
     tcp_reset_unknown(nat, pkt, seg, key->gport, key->rport);
@@ -655,7 +673,7 @@ tcp_open(NbNat *nat, const NatPacket *pkt, const TcpSeg *seg, const TcpKey *key)
   f->rcv_nxt = seg->seq + 1;
   f->snd_wnd = seg->win; /* never scaled in a SYN */
   tcp_apply_syn_options(nat, f, seg);
-  if (connect(fd, (struct sockaddr *)&to, sizeof to) == 0) {
+  if (connect(fd, &to.sa, tolen) == 0) {
     tcp_connected(nat, f);
   } else if (errno == EINPROGRESS) {
     tcp_update_events(nat, f);
@@ -875,16 +893,16 @@ nat_tcp_input(NbNat *nat, const NatPacket *pkt)
                    (flags & (NB_TCP_FIN | NB_TCP_RST)) == (NB_TCP_FIN | NB_TCP_RST) ||
                    (flags & (NB_TCP_SYN | NB_TCP_FIN | NB_TCP_RST | NB_TCP_ACK)) == 0 ||
                    ((flags & NB_TCP_FIN) && !(flags & NB_TCP_ACK));
-  if (doff < NB_TCP_HLEN || doff > len || bad_flags || pkt->src == 0 ||
+  if (doff < NB_TCP_HLEN || doff > len || bad_flags || (!pkt->v6 && pkt->src == 0) ||
       !tcp_parse_options(t + NB_TCP_HLEN, doff - NB_TCP_HLEN, &seg) ||
-      (!pkt->csum_partial && nb_csum_fold(nb_csum_partial(t, len, nb_csum_pseudo(pkt->src, pkt->dst, NB_IP_PROTO_TCP,
-                                                          (uint16_t)len))) != 0)) {
+      (!pkt->csum_partial &&
+       nb_csum_fold(nb_csum_partial(t, len, nat_pkt_pseudo(pkt, NB_IP_PROTO_TCP, len))) != 0)) {
     NAT_COUNT(nat, drop_tcp);
     return;
   }
   seg.data = t + doff;
   seg.len = len - doff;
-  TcpKey key = { .gaddr = pkt->src, .raddr = pkt->dst, .gport = nb_rd16(t),
+  TcpKey key = { .gaddr = pkt->saddr, .raddr = pkt->daddr, .gport = nb_rd16(t),
                  .rport = nb_rd16(t + 2) };
   if (key.gport == 0 || key.rport == 0) {
     NAT_COUNT(nat, drop_tcp);
@@ -1034,8 +1052,8 @@ nat_tcp_fwd_accept(NbNat *nat, NatFwd *fwd)
     int fd = accept4(fwd->fd, (struct sockaddr *)&peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)
       return;
-    TcpKey key = { .gaddr = nat_fwd_guest_addr(nat, &fwd->fwd),
-                   .raddr = nat_translate_in(nat, ntohl(peer.sin_addr.s_addr)),
+    TcpKey key = { .gaddr = nat_addr4(nat_fwd_guest_addr(nat, &fwd->fwd)),
+                   .raddr = nat_addr4(nat_translate_in(nat, ntohl(peer.sin_addr.s_addr))),
                    .gport = fwd->fwd.guest_port, .rport = ntohs(peer.sin_port) };
     if (g_hash_table_contains(nat->tcp->flows, &key) ||
         (g_hash_table_size(nat->tcp->flows) >= nat->cfg->max_tcp_flows && !tcp_evict_for_new(nat))) {

@@ -12,8 +12,8 @@
 #define UDP_BURST 32
 
 typedef struct {
-  uint32_t gaddr;
-  uint32_t raddr; /* 0 for an outbound flow: it may talk to anyone */
+  NatAddr gaddr;
+  NatAddr raddr; /* all zero for an outbound flow: it may talk to anyone */
   uint16_t gport;
   uint16_t rport;
 } UdpKey;
@@ -21,6 +21,7 @@ typedef struct {
 typedef struct {
   UdpKey key;
   int fd;                  /* outbound flows own one; forward flows use the forward's */
+  int family;              /* of fd: AF_INET6 (dual stack) for an IPv6 guest address */
   NatWatch watch;
   int64_t last;
   NatFwd *fwd;
@@ -34,8 +35,7 @@ struct NatUdp {
 static guint
 udp_key_hash(gconstpointer p)
 {
-  const UdpKey *k = p;
-  return k->gaddr * 31u + k->raddr * 17u + ((guint)k->gport << 16 | k->rport);
+  return nat_hash_bytes(p, sizeof(UdpKey));
 }
 
 static gboolean
@@ -103,7 +103,8 @@ nat_udp_tick(NbNat *nat)
 }
 
 void
-nat_udp_send(NbNat *nat, uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport, size_t len)
+nat_udp_send_addr(NbNat *nat, const NatAddr *src, uint16_t sport, const NatAddr *dst,
+                  uint16_t dport, size_t len)
 {
   uint8_t *u = nat->tx + NAT_L4_OFF;
   size_t total = NB_UDP_HLEN + len;
@@ -113,33 +114,42 @@ nat_udp_send(NbNat *nat, uint32_t src, uint16_t sport, uint32_t dst, uint16_t dp
   /* A datagram that must be fragmented needs its whole checksum now. */
   bool fits = NB_IP_HLEN + total <= nat->cfg->mtu;
   NbNetFrameMeta meta = { 0 };
-  if (nat_l4_csum(nat, u, total, 6, NB_IP_PROTO_UDP, src, dst, fits))
+  if (nat_l4_csum_addr(nat, u, total, 6, NB_IP_PROTO_UDP, src, dst, fits))
     meta.flags = NB_NET_FRAME_CSUM_PARTIAL;
-  nat_ip_send(nat, NB_IP_PROTO_UDP, src, dst, total, &meta);
+  nat_l4_send(nat, NB_IP_PROTO_UDP, src, dst, total, &meta);
 }
 
-static void udp_guest_view(NbNat *nat, const struct sockaddr_in *to, uint32_t *addr,
-                           uint16_t *port);
+void
+nat_udp_send(NbNat *nat, uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport, size_t len)
+{
+  NatAddr s = nat_addr4(src), d = nat_addr4(dst);
+  nat_udp_send_addr(nat, &s, sport, &d, dport, len);
+}
+
+static void udp_guest_view(NbNat *nat, const UdpFlow *f, const NatSockaddr *to, socklen_t tolen,
+                           NatAddr *addr, uint16_t *port);
 
 /* Datagrams arriving on a host socket, on their way to the guest. */
 static void
 udp_receive(NbNat *nat, UdpFlow *f, int fd, bool from_fwd)
 {
   for (int n = 0; n < UDP_BURST; n++) {
-    struct sockaddr_in from;
+    NatSockaddr from;
     socklen_t fromlen = sizeof from;
     uint8_t *payload = nat->tx + NAT_L4_OFF + NB_UDP_HLEN;
     ssize_t r = recvfrom(fd, payload, 65535 - NB_IP_HLEN - NB_UDP_HLEN, MSG_DONTWAIT,
-                         (struct sockaddr *)&from, &fromlen);
+                         &from.sa, &fromlen);
     if (r < 0)
       return;
-    if (fromlen < sizeof from || from.sin_family != AF_INET)
+    NatAddr src;
+    uint16_t sport;
+    if (!nat_sockaddr_get(&from, fromlen, &src, &sport))
       continue;
-    uint32_t src;
-    uint16_t sport = ntohs(from.sin_port);
     if (from_fwd) {
-      src = nat_translate_in(nat, ntohl(from.sin_addr.s_addr));
-      UdpKey key = { .gaddr = nat_fwd_guest_addr(nat, &f->fwd->fwd), .raddr = src,
+      if (fromlen < sizeof from.in || from.sa.sa_family != AF_INET)
+        continue; /* forwards listen on IPv4 */
+      src = nat_translate_in_addr(nat, &src);
+      UdpKey key = { .gaddr = nat_addr4(nat_fwd_guest_addr(nat, &f->fwd->fwd)), .raddr = src,
                      .gport = f->fwd->fwd.guest_port, .rport = sport };
       UdpFlow *ff = g_hash_table_lookup(nat->udp->flows, &key);
       if (!ff) {
@@ -151,32 +161,79 @@ udp_receive(NbNat *nat, UdpFlow *f, int fd, bool from_fwd)
         ff->key = key;
         ff->fd = fd;
         ff->fwd = f->fwd;
-        ff->peer = from;
+        ff->family = AF_INET;
+        ff->peer = from.in;
         g_hash_table_insert(nat->udp->flows, &ff->key, ff);
         nat->stats.udp_flows = g_hash_table_size(nat->udp->flows);
       }
       ff->last = nat->now;
-      nat_udp_send(nat, src, sport, key.gaddr, key.gport, (size_t)r);
+      nat_udp_send_addr(nat, &src, sport, &key.gaddr, key.gport, (size_t)r);
       continue;
     }
     f->last = nat->now;
-    udp_guest_view(nat, &from, &src, &sport);
-    nat_udp_send(nat, src, sport, f->key.gaddr, f->key.gport, (size_t)r);
+    udp_guest_view(nat, f, &from, fromlen, &src, &sport);
+    /* An IPv4-mapped peer of an IPv6 flow that is not the resolver: never
+     * sent to (nat_translate_out_addr refuses mapped addresses), so a
+     * stray; and the other way round cannot happen on an AF_INET socket. */
+    if (nat_addr_is4(&src) != nat_addr_is4(&f->key.gaddr))
+      continue;
+    nat_udp_send_addr(nat, &src, sport, &f->key.gaddr, f->key.gport, (size_t)r);
   }
 }
 
 /* The guest's address for where a host socket sent to: the DNS forwarder
  * for the resolver, the gateway for the host's loopback. */
 static void
-udp_guest_view(NbNat *nat, const struct sockaddr_in *to, uint32_t *addr, uint16_t *port)
+udp_guest_view(NbNat *nat, const UdpFlow *f, const NatSockaddr *to, socklen_t tolen,
+               NatAddr *addr, uint16_t *port)
 {
-  if (nat_dns_is_resolver(nat, to)) {
-    *addr = nat->cfg->dns;
+  NatAddr a;
+  uint16_t p = 0;
+  if (nat_dns_is_resolver(nat, to, tolen)) {
+    *addr = *nat_dns_addr(nat, !nat_addr_is4(&f->key.gaddr), addr);
     *port = 53;
-  } else {
-    *addr = nat_translate_in(nat, ntohl(to->sin_addr.s_addr));
-    *port = ntohs(to->sin_port);
+    return;
   }
+  if (!nat_sockaddr_get(to, tolen, &a, &p))
+    memset(&a, 0, sizeof a);
+  *addr = nat_translate_in_addr(nat, &a);
+  *port = p;
+}
+
+/* The same for an IPv6 flow: ICMPv6 errors, or ICMP ones for an IPv4-mapped
+ * resolver, as ICMPv6 to the guest. */
+static void
+udp_error6(NbNat *nat, UdpFlow *f, const struct sock_extended_err *ee, const NatAddr *dst,
+           uint16_t dport, size_t len)
+{
+  uint8_t type, code;
+  if (ee->ee_origin == SO_EE_ORIGIN_ICMP6 && (ee->ee_type == 1 || ee->ee_type == 3)) {
+    type = ee->ee_type;
+    code = ee->ee_code;
+  } else if (ee->ee_origin == SO_EE_ORIGIN_ICMP && ee->ee_type == 3) {
+    type = 1;
+    code = ee->ee_code == 3 ? 4 : 0; /* port unreachable, or no route */
+  } else if (ee->ee_origin == SO_EE_ORIGIN_ICMP && ee->ee_type == 11) {
+    type = 3;
+    code = 0;
+  } else {
+    return;
+  }
+  if (nat_addr_is4(dst))
+    return;
+  uint8_t quoted[NB_IP6_HLEN + NB_UDP_HLEN] = { 0x60 };
+  nb_wr16(quoted + 4, (uint16_t)(NB_UDP_HLEN + len));
+  quoted[6] = NB_IP_PROTO_UDP;
+  quoted[7] = 64;
+  memcpy(quoted + 8, f->key.gaddr.b, 16);
+  memcpy(quoted + 24, dst->b, 16);
+  nb_wr16(quoted + 40, f->key.gport);
+  nb_wr16(quoted + 42, dport);
+  nb_wr16(quoted + 44, (uint16_t)(NB_UDP_HLEN + len));
+  NatPacket pkt = { .l4 = quoted + NB_IP6_HLEN, .l4_len = NB_UDP_HLEN, .saddr = f->key.gaddr,
+                    .daddr = *dst, .v6 = true, .proto = NB_IP_PROTO_UDP, .ip = quoted,
+                    .ip_hlen = NB_IP6_HLEN };
+  nat_icmp6_error(nat, &pkt, type, code, 0);
 }
 
 /* ICMP errors the host got for a flow's datagrams (IP_RECVERR) go on to the
@@ -187,9 +244,9 @@ udp_errors(NbNat *nat, UdpFlow *f)
 {
   for (int n = 0; n < UDP_BURST; n++) {
     uint8_t payload[8];
-    struct sockaddr_in to;
+    NatSockaddr to;
     union {
-      char buf[CMSG_SPACE(sizeof(struct sock_extended_err) + sizeof(struct sockaddr_in))];
+      char buf[CMSG_SPACE(sizeof(struct sock_extended_err) + sizeof(struct sockaddr_in6))];
       struct cmsghdr align;
     } control;
     struct iovec iov = { payload, sizeof payload };
@@ -201,29 +258,35 @@ udp_errors(NbNat *nat, UdpFlow *f)
       return;
     const struct sock_extended_err *ee = NULL;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
-      if (c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR)
+      if ((c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR) ||
+          (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_RECVERR))
         ee = (const struct sock_extended_err *)CMSG_DATA(c);
-    if (!ee || ee->ee_origin != SO_EE_ORIGIN_ICMP || msg.msg_namelen < sizeof to)
+    if (!ee || msg.msg_namelen < sizeof to.in)
       continue;
-    if (ee->ee_type != 3 && ee->ee_type != 11)
-      continue; /* unreachable and time exceeded are what a guest acts on */
-    uint32_t dst;
+    NatAddr dst;
     uint16_t dport;
-    udp_guest_view(nat, &to, &dst, &dport);
+    udp_guest_view(nat, f, &to, msg.msg_namelen, &dst, &dport);
+    if (f->family == AF_INET6) {
+      udp_error6(nat, f, ee, &dst, dport, (size_t)r);
+      continue;
+    }
+    if (ee->ee_origin != SO_EE_ORIGIN_ICMP || (ee->ee_type != 3 && ee->ee_type != 11))
+      continue; /* unreachable and time exceeded are what a guest acts on */
     /* The guest's datagram, as it was: its header and 8 bytes of UDP. */
     uint8_t quoted[NB_IP_HLEN + NB_UDP_HLEN] = { 0x45 };
     nb_wr16(quoted + 2, (uint16_t)(sizeof quoted + (size_t)r));
     quoted[8] = 64;
     quoted[9] = NB_IP_PROTO_UDP;
-    nb_wr32(quoted + 12, f->key.gaddr);
-    nb_wr32(quoted + 16, dst);
+    nb_wr32(quoted + 12, nat_addr_get4(&f->key.gaddr));
+    nb_wr32(quoted + 16, nat_addr_get4(&dst));
     nb_wr16(quoted + 10, nb_csum(quoted, NB_IP_HLEN));
     nb_wr16(quoted + 20, f->key.gport);
     nb_wr16(quoted + 22, dport);
     nb_wr16(quoted + 24, (uint16_t)(NB_UDP_HLEN + (size_t)r));
-    NatPacket pkt = { .l4 = quoted + NB_IP_HLEN, .l4_len = NB_UDP_HLEN, .src = f->key.gaddr,
-                      .dst = dst, .proto = NB_IP_PROTO_UDP, .ip = quoted,
-                      .ip_hlen = NB_IP_HLEN };
+    NatPacket pkt = { .l4 = quoted + NB_IP_HLEN, .l4_len = NB_UDP_HLEN,
+                      .src = nat_addr_get4(&f->key.gaddr), .dst = nat_addr_get4(&dst),
+                      .saddr = f->key.gaddr, .daddr = dst, .proto = NB_IP_PROTO_UDP,
+                      .ip = quoted, .ip_hlen = NB_IP_HLEN };
     nat_icmp_error(nat, &pkt, ee->ee_type, ee->ee_code);
   }
 }
@@ -276,21 +339,30 @@ udp_evict_one(NbNat *nat)
 }
 
 static UdpFlow *
-udp_flow_open(NbNat *nat, uint32_t gaddr, uint16_t gport)
+udp_flow_open(NbNat *nat, const NatAddr *gaddr, uint16_t gport)
 {
   if (g_hash_table_size(nat->udp->flows) >= nat->cfg->max_udp_flows) {
     /* Full: the quietest flow goes, as a home router's NAT table does. */
     NAT_COUNT(nat, drop_table_full);
     udp_evict_one(nat);
   }
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int family = nat_addr_is4(gaddr) ? AF_INET : AF_INET6;
+  int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return NULL;
-  int one = 1;
-  setsockopt(fd, SOL_IP, IP_RECVERR, &one, sizeof one);
+  int one = 1, zero = 0;
+  if (family == AF_INET) {
+    setsockopt(fd, SOL_IP, IP_RECVERR, &one, sizeof one);
+  } else {
+    /* Dual stack: an IPv6 guest's DNS queries may go to an IPv4 resolver. */
+    setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    setsockopt(fd, SOL_IPV6, IPV6_RECVERR, &one, sizeof one);
+    setsockopt(fd, SOL_IP, IP_RECVERR, &one, sizeof one);
+  }
   UdpFlow *f = g_new0(UdpFlow, 1);
-  f->key = (UdpKey){ .gaddr = gaddr, .gport = gport };
+  f->key = (UdpKey){ .gaddr = *gaddr, .gport = gport };
   f->fd = fd;
+  f->family = family;
   if (!nat_watch_add(nat, &f->watch, fd, EPOLLIN, udp_flow_ready, f)) {
     close(fd);
     g_free(f);
@@ -317,9 +389,12 @@ nat_udp_input(NbNat *nat, const NatPacket *pkt)
     NAT_COUNT(nat, drop_udp);
     return;
   }
-  if (nb_rd16(u + 6) != 0 && !pkt->csum_partial &&
-      nb_csum_fold(nb_csum_partial(u, ulen, nb_csum_pseudo(pkt->src, pkt->dst, NB_IP_PROTO_UDP,
-                                                           (uint16_t)ulen))) != 0) {
+  /* IPv6 has no header checksum, so UDP's is not optional there (RFC 8200
+   * 8.1). */
+  bool no_sum = nb_rd16(u + 6) == 0;
+  if ((no_sum && pkt->v6) ||
+      (!no_sum && !pkt->csum_partial &&
+       nb_csum_fold(nb_csum_partial(u, ulen, nat_pkt_pseudo(pkt, NB_IP_PROTO_UDP, ulen))) != 0)) {
     NAT_COUNT(nat, drop_udp);
     return;
   }
@@ -327,20 +402,20 @@ nat_udp_input(NbNat *nat, const NatPacket *pkt)
   size_t len = ulen - NB_UDP_HLEN;
   const NbNatConfig *c = nat->cfg;
 
-  if (dport == 67) {
+  if (dport == 67 && !pkt->v6) {
     if (pkt->dst == 0xffffffffu || pkt->dst == c->gateway || pkt->dst == (c->net | ~c->netmask))
       nat_dhcp_input(nat, nat->guest_mac, data, len);
     else
       NAT_COUNT(nat, drop_policy);
     return;
   }
-  if (pkt->src == 0) {
+  if (!pkt->v6 && pkt->src == 0) {
     NAT_COUNT(nat, drop_policy);
     return;
   }
 
   /* A reply to a peer of a forwarded port goes out through that forward. */
-  UdpKey fkey = { .gaddr = pkt->src, .raddr = pkt->dst, .gport = sport, .rport = dport };
+  UdpKey fkey = { .gaddr = pkt->saddr, .raddr = pkt->daddr, .gport = sport, .rport = dport };
   UdpFlow *f = g_hash_table_lookup(nat->udp->flows, &fkey);
   if (f && f->fwd) {
     f->last = nat->now;
@@ -348,36 +423,49 @@ nat_udp_input(NbNat *nat, const NatPacket *pkt)
     return;
   }
 
-  struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(dport) };
-  if (pkt->dst == c->dns) {
-    if (dport != 53 || !nat_dns_resolver(nat, &to)) {
+  NatSockaddr to;
+  socklen_t tolen;
+  int family = pkt->v6 ? AF_INET6 : AF_INET;
+  NatAddr dns4;
+  if (nat_addr_eq(&pkt->daddr, nat_dns_addr(nat, pkt->v6, &dns4))) {
+    if (dport != 53 || !(tolen = nat_dns_resolver(nat, family, &to))) {
       NAT_COUNT(nat, drop_dns);
-      nat_icmp_error(nat, pkt, 3, 3); /* port unreachable */
+      if (pkt->v6)
+        nat_icmp6_error(nat, pkt, 1, 4, 0); /* port unreachable */
+      else
+        nat_icmp_error(nat, pkt, 3, 3);
       return;
     }
   } else {
-    uint32_t host;
-    if (!nat_translate_out(nat, pkt->dst, &host)) {
+    NatAddr host;
+    if (!nat_translate_out_addr(nat, &pkt->daddr, &host)) {
       NAT_COUNT(nat, drop_policy);
-      if (pkt->dst == c->gateway || !c->restrict_outbound)
+      bool gateway = pkt->v6 ? nat_addr_eq(&pkt->daddr, &nat->gw6) : pkt->dst == c->gateway;
+      if (gateway || !c->restrict_outbound)
         return;
-      nat_icmp_error(nat, pkt, 3, 13); /* administratively prohibited */
+      if (pkt->v6)
+        nat_icmp6_error(nat, pkt, 1, 1, 0); /* administratively prohibited */
+      else
+        nat_icmp_error(nat, pkt, 3, 13);
       return;
     }
-    to.sin_addr.s_addr = htonl(host);
+    tolen = nat_sockaddr_set(&to, family, &host, dport);
   }
 
-  UdpKey key = { .gaddr = pkt->src, .gport = sport };
+  UdpKey key = { .gaddr = pkt->saddr, .gport = sport };
   f = g_hash_table_lookup(nat->udp->flows, &key);
   if (!f) {
-    f = udp_flow_open(nat, pkt->src, sport);
+    f = udp_flow_open(nat, &pkt->saddr, sport);
     if (!f) {
       NAT_COUNT(nat, drop_table_full);
       return;
     }
   }
   f->last = nat->now;
-  if (sendto(f->fd, data, len, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof to) < 0 &&
-      errno == EMSGSIZE)
-    nat_icmp_error(nat, pkt, 3, 4); /* fragmentation needed */
+  if (sendto(f->fd, data, len, MSG_DONTWAIT, &to.sa, tolen) < 0 && errno == EMSGSIZE) {
+    if (pkt->v6)
+      nat_icmp6_error(nat, pkt, 2, 0, nat->cfg->mtu); /* packet too big */
+    else
+      nat_icmp_error(nat, pkt, 3, 4); /* fragmentation needed */
+  }
 }

@@ -1,5 +1,6 @@
 /* The NAT engine: its context, its epoll set of host sockets, and the first
- * steps of every frame from the guest (Ethernet and IPv4). */
+ * steps of every frame from the guest (Ethernet and IPv4; IPv6 goes on to
+ * nat-ip6.c). */
 #include "net/nat-private.h"
 
 #include <arpa/inet.h>
@@ -101,6 +102,7 @@ nat_slow_tick(gpointer user_data)
   nat_udp_tick(nat);
   nat_icmp_tick(nat);
   nat_frag_tick(nat);
+  nat_ip6_tick(nat);
   nat_tcp_flush(nat);
   nat_reap(nat);
   return G_SOURCE_CONTINUE;
@@ -168,6 +170,95 @@ nat_translate_in(NbNat *nat, uint32_t host_src)
   if ((host_src >> 24) == 127)
     return nat->cfg->gateway;
   return host_src;
+}
+
+static bool
+nat_is_loopback6(const NatAddr *a)
+{
+  static const uint8_t lo[16] = { [15] = 1 };
+  return memcmp(a->b, lo, 16) == 0;
+}
+
+bool
+nat_translate_out_addr(NbNat *nat, const NatAddr *dst, NatAddr *host_dst)
+{
+  if (nat_addr_is4(dst)) {
+    uint32_t h;
+    if (!nat_translate_out(nat, nat_addr_get4(dst), &h))
+      return false;
+    *host_dst = nat_addr4(h);
+    return true;
+  }
+  const NbNatConfig *c = nat->cfg;
+  if (nat_addr_eq(dst, &nat->gw6)) {
+    if (!c->host_loopback)
+      return false;
+    *host_dst = (NatAddr){ { [15] = 1 } };
+    return true;
+  }
+  if (c->restrict_outbound)
+    return false;
+  /* Our own /64, link-local and multicast scopes, the unspecified and
+   * loopback addresses, and IPv4-mapped or -compatible ones (which would
+   * reach IPv4 hosts past the IPv4 rules) stay inside. */
+  static const uint8_t zero[12];
+  const uint8_t *b = dst->b;
+  if (memcmp(b, c->net6, 8) == 0 || b[0] == 0xff || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) ||
+      memcmp(b, zero, 12) == 0 || nat_addr_is4(dst))
+    return false;
+  *host_dst = *dst;
+  return true;
+}
+
+NatAddr
+nat_translate_in_addr(NbNat *nat, const NatAddr *host_src)
+{
+  if (nat_addr_is4(host_src))
+    return nat_addr4(nat_translate_in(nat, nat_addr_get4(host_src)));
+  if (nat_is_loopback6(host_src))
+    return nat->gw6;
+  return *host_src;
+}
+
+const NatAddr *
+nat_dns_addr(NbNat *nat, bool v6, NatAddr *buf)
+{
+  if (v6)
+    return &nat->dns6;
+  *buf = nat_addr4(nat->cfg->dns);
+  return buf;
+}
+
+socklen_t
+nat_sockaddr_set(NatSockaddr *sa, int family, const NatAddr *a, uint16_t port)
+{
+  memset(sa, 0, sizeof *sa);
+  if (family == AF_INET) {
+    sa->in.sin_family = AF_INET;
+    sa->in.sin_port = htons(port);
+    sa->in.sin_addr.s_addr = htonl(nat_addr_get4(a));
+    return sizeof sa->in;
+  }
+  sa->in6.sin6_family = AF_INET6;
+  sa->in6.sin6_port = htons(port);
+  memcpy(&sa->in6.sin6_addr, a->b, 16);
+  return sizeof sa->in6;
+}
+
+bool
+nat_sockaddr_get(const NatSockaddr *sa, socklen_t len, NatAddr *a, uint16_t *port)
+{
+  if (len >= sizeof sa->in && sa->sa.sa_family == AF_INET) {
+    *a = nat_addr4(ntohl(sa->in.sin_addr.s_addr));
+    *port = ntohs(sa->in.sin_port);
+    return true;
+  }
+  if (len >= sizeof sa->in6 && sa->sa.sa_family == AF_INET6) {
+    memcpy(a->b, &sa->in6.sin6_addr, 16);
+    *port = ntohs(sa->in6.sin6_port);
+    return true;
+  }
+  return false;
 }
 
 uint32_t
@@ -266,6 +357,42 @@ nat_ip_send(NbNat *nat, uint8_t proto, uint32_t src, uint32_t dst, size_t l4_len
   }
 }
 
+bool
+nat_l4_csum_addr(NbNat *nat, uint8_t *l4, size_t len, size_t csum_at, uint8_t proto,
+                 const NatAddr *src, const NatAddr *dst, bool may_offload)
+{
+  if (nat_addr_is4(src))
+    return nat_l4_csum(nat, l4, len, csum_at, proto, nat_addr_get4(src), nat_addr_get4(dst),
+                       may_offload);
+  /* IPv6 frames always carry the whole sum: the offload metadata (and the
+   * frontends' nb_net_frame_csum_offsets()) are IPv4's only. */
+  nb_wr16(l4 + csum_at, 0);
+  uint16_t sum = nb_csum_fold(nb_csum_partial(l4, len, nb_csum_pseudo6(src->b, dst->b, proto,
+                                                                       (uint32_t)len)));
+  if (proto == NB_IP_PROTO_UDP && sum == 0)
+    sum = 0xffff;
+  nb_wr16(l4 + csum_at, sum);
+  return false;
+}
+
+void
+nat_l4_send(NbNat *nat, uint8_t proto, const NatAddr *src, const NatAddr *dst, size_t l4_len,
+            const NbNetFrameMeta *meta)
+{
+  if (nat_addr_is4(src))
+    nat_ip_send(nat, proto, nat_addr_get4(src), nat_addr_get4(dst), l4_len, meta);
+  else
+    nat_ip6_send(nat, proto, src->b, dst->b, l4_len);
+}
+
+uint32_t
+nat_pkt_pseudo(const NatPacket *pkt, uint8_t proto, size_t len)
+{
+  if (pkt->v6)
+    return nb_csum_pseudo6(pkt->saddr.b, pkt->daddr.b, proto, (uint32_t)len);
+  return nb_csum_pseudo(pkt->src, pkt->dst, proto, (uint16_t)len);
+}
+
 void
 nat_icmp_error(NbNat *nat, const NatPacket *pkt, uint8_t type, uint8_t code)
 {
@@ -349,8 +476,9 @@ nat_ip_input(NbNat *nat, const uint8_t *ip, size_t len, bool csum_partial)
   if (src != 0)
     nat->guest_addr = src;
   NatPacket pkt = {
-    .l4 = ip + hlen, .l4_len = total - hlen, .src = src, .dst = dst, .proto = ip[9],
-    .ttl = ip[8], .ip = ip, .ip_hlen = hlen, .csum_partial = csum_partial,
+    .l4 = ip + hlen, .l4_len = total - hlen, .src = src, .dst = dst, .saddr = nat_addr4(src),
+    .daddr = nat_addr4(dst), .proto = ip[9], .ttl = ip[8], .ip = ip, .ip_hlen = hlen,
+    .csum_partial = csum_partial,
   };
   switch (pkt.proto) {
   case NB_IP_PROTO_TCP:
@@ -386,9 +514,22 @@ nat_send(NbNetBackend *backend, const uint8_t *frame, size_t len, const NbNetFra
     NAT_COUNT(nat, drop_eth); /* a multicast source address is a forgery */
     return;
   }
-  if (!broadcast && memcmp(dst, nat->gw_mac, 6) != 0)
+  /* IPv6 multicast (33:33:...) carries neighbor and router solicitations. */
+  bool multicast6 = dst[0] == 0x33 && dst[1] == 0x33;
+  if (!broadcast && !multicast6 && memcmp(dst, nat->gw_mac, 6) != 0)
     return; /* multicast or another host's: not ours, not an error */
   uint16_t type = nb_rd16(frame + 12);
+  if (type == NB_ETH_TYPE_IPV6) {
+    if (!nat->cfg->ipv6)
+      return;
+    memcpy(nat->guest_mac, src, 6);
+    nat->guest_mac_known = true;
+    nat_ip6_input(nat, frame + NB_ETH_HLEN, len - NB_ETH_HLEN,
+                  meta && (meta->flags & NB_NET_FRAME_CSUM_PARTIAL));
+    return;
+  }
+  if (multicast6)
+    return;
   if (type == NB_ETH_TYPE_ARP) {
     nat_arp_input(nat, frame, len);
   } else if (type == NB_ETH_TYPE_IPV4) {
@@ -397,7 +538,7 @@ nat_send(NbNetBackend *backend, const uint8_t *frame, size_t len, const NbNetFra
     nat_ip_input(nat, frame + NB_ETH_HLEN, len - NB_ETH_HLEN,
                  meta && (meta->flags & NB_NET_FRAME_CSUM_PARTIAL));
   }
-  /* Anything else (IPv6, VLANs, LLDP) is not handled by this engine. */
+  /* Anything else (VLANs, LLDP) is not handled by this engine. */
 }
 
 static void
@@ -642,7 +783,7 @@ nb_nat_new(const NbNatConfig *config, GError **error)
   nat->epfd = epoll_create1(EPOLL_CLOEXEC);
   nat->dead = g_ptr_array_new();
   nat->fwds = g_ptr_array_new();
-  nat->tx = nat->tx_main = g_malloc0(NAT_TX_SIZE);
+  nat->tx = nat->tx_main = (uint8_t *)g_malloc0(NAT_TX_HEADROOM + NAT_TX_SIZE) + NAT_TX_HEADROOM;
   nat->now = g_get_monotonic_time();
   nat->ip_id = (uint16_t)g_random_int();
   /* A locally administered address that shows the gateway's IPv4 address,
@@ -650,6 +791,15 @@ nb_nat_new(const NbNatConfig *config, GError **error)
   nat->gw_mac[0] = 0x52;
   nat->gw_mac[1] = 0x55;
   nb_wr32(nat->gw_mac + 2, config->gateway);
+  nat->ll6.b[0] = 0xfe;
+  nat->ll6.b[1] = 0x80;
+  nat->ll6.b[15] = 2;
+  memcpy(nat->gw6.b, config->net6, 8);
+  nat->gw6.b[15] = 2;
+  nat->dns6 = nat->gw6;
+  nat->dns6.b[15] = 3;
+  /* ra_next stays 0 until the guest speaks IPv6: a guest that boots asks
+   * for an advertisement, and unsolicited ones follow from then on. */
 
   nat->frag = nat_frag_new();
   nat->dhcp = nat_dhcp_new(nat);
@@ -741,7 +891,7 @@ nat_destroy(NbNetBackend *backend)
     close(nat->epfd);
   g_main_context_unref(nat->context);
   nb_nat_config_free(nat->cfg);
-  g_free(nat->tx_main);
+  g_free(nat->tx_main - NAT_TX_HEADROOM);
   g_free(nat);
 }
 

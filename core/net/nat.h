@@ -69,6 +69,8 @@ typedef struct {
   unsigned max_udp_flows;
   unsigned max_icmp_flows;
   unsigned udp_timeout;    /* seconds of silence before a UDP flow goes */
+  bool ipv6;               /* router advertisements, DNS and flows over IPv6 */
+  uint8_t net6[16];        /* the guest's /64 (fd00:10:0:2::): ::2 gateway, ::3 DNS */
 } NbNatConfig;
 
 NbNatConfig *nb_nat_config_new(void);
@@ -80,7 +82,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(NbNatConfig, nb_nat_config_free)
  * [,host=IP][,dns=IP][,dhcpstart=IP][,pool=N][,lease-time=SECONDS][,mtu=N]
  * [,domainname=NAME][,dnssearch=NAME]...[,hostname=NAME][,lease=MAC@IP]...
  * [,hostfwd=tcp:127.0.0.1:2222-:22]...[,loopback=on|off][,restrict=on|off]
- * [,resolv-conf=PATH][,max-flows=N]". */
+ * [,resolv-conf=PATH][,max-flows=N][,net6=PREFIX/64][,ipv6=on|off]". */
 NbNatConfig *nb_nat_config_parse(const char *text, GError **error);
 /* "tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT" (QEMU's hostfwd syntax). */
 gboolean nb_nat_hostfwd_parse(const char *text, NbNatHostFwd *out, GError **error);
@@ -95,10 +97,13 @@ typedef struct {
   uint64_t drop_eth;        /* runt, oversized or not for us */
   uint64_t drop_arp;
   uint64_t drop_ip;         /* bad IPv4 header, length or checksum */
-  uint64_t drop_frag;       /* fragments that overlap, run past 64 KiB, time out or overflow */
+  uint64_t drop_ip6;        /* bad IPv6 header, payload length or extension headers */
+  uint64_t drop_ndp;        /* bad neighbor discovery message or option */
+  uint64_t drop_frag;       /* fragments that overlap, run past 64 KiB, time out or overflow;
+                             * IPv6 fragments (not reassembled) */
   uint64_t drop_tcp;
   uint64_t drop_udp;
-  uint64_t drop_icmp;
+  uint64_t drop_icmp;       /* ICMP and ICMPv6 (other than neighbor discovery) */
   uint64_t drop_dhcp;
   uint64_t drop_dns;
   uint64_t drop_policy;     /* well formed but not allowed (restrict, no route) */

@@ -14,6 +14,8 @@
 #define NB_IP_PROTO_ICMP 1
 #define NB_IP_PROTO_TCP 6
 #define NB_IP_PROTO_UDP 17
+#define NB_IP_PROTO_ICMPV6 58
+#define NB_IP6_HLEN 40
 #define NB_TCP_HLEN 20
 #define NB_UDP_HLEN 8
 
@@ -59,6 +61,9 @@ uint32_t nb_csum_partial(const void *data, size_t len, uint32_t sum);
 uint16_t nb_csum_fold(uint32_t sum);
 /* The sum of the IPv4 pseudo-header for TCP and UDP (addresses in host order). */
 uint32_t nb_csum_pseudo(uint32_t src, uint32_t dst, uint8_t proto, uint16_t len);
+/* The sum of the IPv6 pseudo-header (RFC 8200 8.1): 16-byte addresses as
+ * they are on the wire. */
+uint32_t nb_csum_pseudo6(const uint8_t *src, const uint8_t *dst, uint8_t proto, uint32_t len);
 /* Checksum of a whole area: 0 means a received area with its checksum is good. */
 static inline uint16_t
 nb_csum(const void *data, size_t len)
