@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Peers for the NAT namespace tests: a tiny DNS server, UDP echo, and a
-client that holds many TCP connections open at once against an echo server."""
+"""Peers for the NAT namespace tests: a tiny DNS server, UDP echo, a client
+that holds many TCP connections open at once against an echo server, and a
+router solicitation that prints what the advertisement says."""
 import selectors
 import socket
 import struct
@@ -9,12 +10,16 @@ import time
 
 
 def dns_server(addr, answers):
-    """Answers A queries for NAME=IP pairs; NXDOMAIN for anything else."""
+    """Answers A (or, for an IPv6 address, AAAA) queries for NAME=IP pairs;
+    NXDOMAIN for anything else. Listens on an IPv4 or IPv6 address."""
     table = {}
     for pair in answers:
         name, ip = pair.split("=")
-        table[name.lower().rstrip(".")] = socket.inet_aton(ip)
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if ":" in ip:
+            table[name.lower().rstrip(".")] = (28, socket.inet_pton(socket.AF_INET6, ip))
+        else:
+            table[name.lower().rstrip(".")] = (1, socket.inet_aton(ip))
+    s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((addr, 53))
     print("ready", flush=True)
@@ -31,10 +36,11 @@ def dns_server(addr, answers):
         qtype = struct.unpack("!H", q[i:i + 2])[0] if i + 2 <= len(q) else 0
         question = q[12:i + 4]
         name = ".".join(labels).lower()
-        ip = table.get(name)
-        if ip and qtype == 1:
+        entry = table.get(name)
+        ip = entry[1] if entry else None
+        if entry and qtype == entry[0]:
             hdr = struct.pack("!HHHHHH", qid, 0x8180, 1, 1, 0, 0)
-            ans = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + ip
+            ans = b"\xc0\x0c" + struct.pack("!HHIH", qtype, 1, 60, len(ip)) + ip
             s.sendto(hdr + question + ans, peer)
         else:
             rcode = 0 if ip else 3
@@ -129,6 +135,43 @@ def tcp_many(addr, port, count):
     return 1 if bad else 0
 
 
+def ra_dump(iface):
+    """Sends a router solicitation on IFACE and prints the options of the
+    advertisement that answers it, one per line."""
+    s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
+    s.settimeout(0.5)
+    idx = socket.if_nametoindex(iface)
+    for _ in range(10):
+        # The kernel fills in the checksum of raw ICMPv6.
+        s.sendto(bytes([133, 0, 0, 0, 0, 0, 0, 0]), ("ff02::2", 0, 0, idx))
+        try:
+            while True:
+                m, peer = s.recvfrom(4096)
+                if m and m[0] == 134:
+                    break
+        except socket.timeout:
+            continue
+        print("router %s lifetime %d" % (peer[0].split("%")[0], struct.unpack("!H", m[6:8])[0]))
+        i = 16
+        while i + 2 <= len(m) and m[i + 1]:
+            t, n = m[i], m[i + 1] * 8
+            o = m[i:i + n]
+            if t == 3:
+                print("prefix %s/%d flags %#x" % (socket.inet_ntop(socket.AF_INET6, o[16:32]), o[2], o[3]))
+            elif t == 5:
+                print("mtu %d" % struct.unpack("!I", o[4:8])[0])
+            elif t == 25:
+                for j in range(8, n, 16):
+                    print("rdnss %s" % socket.inet_ntop(socket.AF_INET6, o[j:j + 16]))
+            i += n
+        return 0
+    print("no router advertisement on %s" % iface)
+    return 1
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "dns-server":
@@ -141,6 +184,8 @@ def main():
         tcp_echo_server(*args)
     elif cmd == "tcp-many":
         return tcp_many(*args)
+    elif cmd == "ra-dump":
+        return ra_dump(*args)
     return 0
 
 

@@ -5,7 +5,7 @@
 # guest's user would do.
 #
 # Usage: test-nat-netns.sh PATH/TO/nb-nat-tap TEST
-# TEST: dhcp ping dns http noloopback hostfwd udp tcp-many iperf3; a TEST
+# TEST: dhcp ping dns http noloopback hostfwd udp tcp-many iperf3 ipv6; a TEST
 # with the suffix -offload runs with the TAP's checksum and TSO offloads on,
 # as a virtio-net guest negotiates them.
 set -u
@@ -293,6 +293,66 @@ t_iperf3() {
   stop_nat
 }
 
+# IPv6: the kernel in the namespace configures itself from the engine's
+# router advertisement (SLAAC), then pings, resolves and downloads over IPv6.
+t_ipv6() {
+  mkdir -p "$work/www"
+  head -c 3000000 /dev/urandom > "$work/www/file.bin"
+  local p addr want got
+  p=$(port)
+  python3 -m http.server --bind ::1 --directory "$work/www" "$p" > "$work/httpd.log" 2>&1 &
+  pids+=($!)
+  $peer dns-server ::1 nestbox.test=2001:db8::77 > "$work/dns.log" 2>&1 &
+  pids+=($!)
+  wait_ready "$work/dns.log" "DNS server on ::1"
+  echo "nameserver ::1" > "$work/resolv.conf"
+  # New interfaces in the namespace take these: IPv6 on, as a host (not a
+  # router) that accepts advertisements and makes its own addresses.
+  in_ns sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 \
+    net.ipv6.conf.all.forwarding=0 net.ipv6.conf.default.accept_ra=1 \
+    net.ipv6.conf.default.autoconf=1 || skip "cannot turn IPv6 on in the namespace"
+  start_nat "mtu=1400"
+  addr=""
+  for _ in $(seq 150); do
+    addr=$(in_ns ip -6 -o addr show dev "$tap" scope global -tentative | awk '{print $4}' | cut -d/ -f1 | head -n 1)
+    [ -n "$addr" ] && break
+    sleep 0.1
+  done
+  [ -n "$addr" ] || fail "no address from the router advertisement: $(in_ns ip -6 addr show dev "$tap")"
+  case "$addr" in
+    fd00:10:0:2:*) ;;
+    *) fail "SLAAC address $addr is not in fd00:10:0:2::/64" ;;
+  esac
+  in_ns ip -6 route show default | grep -q "via fe80::2 dev $tap" \
+    || fail "no default route via fe80::2: $(in_ns ip -6 route show)"
+  [ "$(in_ns sysctl -n "net.ipv6.conf.$tap.mtu")" = 1400 ] \
+    || fail "the advertised MTU was not taken: $(in_ns sysctl -n "net.ipv6.conf.$tap.mtu")"
+  ok "SLAAC address $addr in fd00:10:0:2::/64, default route via fe80::2, MTU 1400"
+  in_ns $peer ra-dump "$tap" > "$work/ra.log" 2>&1 || fail "router solicitation: $(cat "$work/ra.log")"
+  grep -qx "rdnss fd00:10:0:2::3" "$work/ra.log" || fail "no RDNSS option: $(cat "$work/ra.log")"
+  grep -qx "prefix fd00:10:0:2::/64 flags 0xc0" "$work/ra.log" || fail "prefix option: $(cat "$work/ra.log")"
+  ok "a solicited advertisement names fd00:10:0:2::3 as DNS server (RDNSS)"
+
+  in_ns busybox ping -6 -c 3 -W 2 fd00:10:0:2::2 > "$work/ping.log" || fail "ping -6 the gateway: $(cat "$work/ping.log")"
+  in_ns busybox ping -6 -c 1 -W 2 "fe80::2%$tap" > "$work/ping.log" || fail "ping -6 fe80::2: $(cat "$work/ping.log")"
+  ok "ping -6 the gateway at fd00:10:0:2::2 and fe80::2"
+
+  in_ns busybox nslookup -type=AAAA nestbox.test fd00:10:0:2::3 > "$work/ns.log" 2>&1
+  grep -q 2001:db8::77 "$work/ns.log" || fail "nslookup through fd00:10:0:2::3: $(cat "$work/ns.log")"
+  ok "nslookup through the IPv6 DNS address, forwarded to the host's resolver on ::1"
+
+  want=$(sha256sum < "$work/www/file.bin")
+  got=""
+  for _ in $(seq 20); do
+    got=$(in_ns timeout 10 busybox wget -q -O - "http://[fd00:10:0:2::2]:$p/file.bin" | sha256sum)
+    [ "$want" = "$got" ] && break
+    sleep 0.2 # the HTTP server may still be starting
+  done
+  [ "$want" = "$got" ] || fail "download from the host's ::1 over IPv6: SHA-256 differs ($(cat "$work/httpd.log"))"
+  ok "wget 3 MB from the host's ::1 through [fd00:10:0:2::2], SHA-256 matches"
+  stop_nat
+}
+
 case "$name" in
   dhcp) t_dhcp ;;
   ping) t_ping ;;
@@ -303,6 +363,7 @@ case "$name" in
   udp) t_udp ;;
   tcp-many) t_tcp_many ;;
   iperf3) t_iperf3 ;;
+  ipv6) t_ipv6 ;;
   *) echo "unknown test $name"; exit 2 ;;
 esac
 exit 0

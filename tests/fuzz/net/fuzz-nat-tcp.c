@@ -4,7 +4,8 @@
  * numbers (relative to the connection's), windows, options and data come
  * from the fuzzer, mixed with data and closes from the host side. Every
  * frame the engine sends back must be well formed (the harness checks
- * lengths and checksums). */
+ * lengths and checksums). Inputs of odd length run over IPv6 (to the
+ * gateway's IPv6 address, a listener on ::1), when the host has it. */
 #include "nat-harness.h"
 
 #include <errno.h>
@@ -17,8 +18,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static int listener = -1;
-static uint16_t lport;
+static int listener = -1, listener6 = -1;
+static uint16_t lport, lport6;
 
 static void
 setup_listener(void)
@@ -30,6 +31,27 @@ setup_listener(void)
   socklen_t sl = sizeof sa;
   getsockname(listener, (struct sockaddr *)&sa, &sl);
   lport = ntohs(sa.sin_port);
+  /* No IPv6 loopback on this host: every input runs over IPv4. */
+  listener6 = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  struct sockaddr_in6 sa6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+  if (listener6 >= 0 && (bind(listener6, (struct sockaddr *)&sa6, sizeof sa6) < 0 ||
+                         listen(listener6, 64) < 0)) {
+    close(listener6);
+    listener6 = -1;
+  }
+  sl = sizeof sa6;
+  if (listener6 >= 0 && getsockname(listener6, (struct sockaddr *)&sa6, &sl) == 0)
+    lport6 = ntohs(sa6.sin6_port);
+}
+
+/* A segment from the guest to the listener, over either family. */
+static size_t
+segment(uint8_t *f, bool v6, uint32_t seq, uint32_t ack, uint8_t flags, uint16_t win,
+        const uint8_t *opts, size_t optlen, const void *data, size_t len)
+{
+  if (v6)
+    return build_tcp6(f, gw_ip6, 40000, lport6, seq, ack, flags, win, opts, optlen, data, len);
+  return build_tcp(f, GW_IP, 40000, lport, seq, ack, flags, win, opts, optlen, data, len);
 }
 
 /* Closing with a RST leaves no TIME_WAIT behind: thousands of inputs a
@@ -49,6 +71,8 @@ check_frames(Harness *h)
     GByteArray *f = h->frames->pdata[i];
     if (nb_rd16(f->data + 12) == NB_ETH_TYPE_IPV4)
       rx_ip(f);
+    else if (nb_rd16(f->data + 12) == NB_ETH_TYPE_IPV6)
+      rx_ip6(f);
   }
   harness_clear(h);
 }
@@ -64,12 +88,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   uint8_t f[4096];
   static const uint8_t opts[] = { 2, 4, 0x05, 0xb4, 1, 3, 3, 7 };
   uint32_t gseq = 1000;
-  harness_send(h, f, build_tcp(f, GW_IP, 40000, lport, gseq, 0, NB_TCP_SYN, 65535, opts,
-                               sizeof opts, NULL, 0));
+  bool v6 = (size & 1) && listener6 >= 0;
+  int lfd = v6 ? listener6 : listener;
+  harness_send(h, f, segment(f, v6, gseq, 0, NB_TCP_SYN, 65535, opts, sizeof opts, NULL, 0));
   GByteArray *r = harness_wait(h, 1000);
   int afd = -1;
   for (int i = 0; i < 1000 && afd < 0; i++) {
-    afd = accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    afd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (afd < 0)
       g_usleep(100);
   }
@@ -81,15 +106,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             r ? "a frame came back" : "no frame came back",
             afd < 0 ? g_strerror(errno) : "accepted", st.tcp_flows, st.drop_table_full,
             st.drop_policy);
-    if (r && r->len >= NB_ETH_HLEN + NB_IP_HLEN + NB_TCP_HLEN)
-      fprintf(stderr, "flags %#x\n", r->data[NB_ETH_HLEN + NB_IP_HLEN + 13]);
+    size_t ip_hlen = v6 ? NB_IP6_HLEN : NB_IP_HLEN;
+    if (r && r->len >= NB_ETH_HLEN + ip_hlen + NB_TCP_HLEN)
+      fprintf(stderr, "flags %#x\n", r->data[NB_ETH_HLEN + ip_hlen + 13]);
     abort();
   }
-  RxIp ip = rx_ip(r);
-  uint32_t hseq = nb_rd32(ip.l4 + 4) + 1;
+  const uint8_t *syn_ack = v6 ? rx_ip6(r).l4 : rx_ip(r).l4;
+  uint32_t hseq = nb_rd32(syn_ack + 4) + 1;
   gseq++;
-  harness_send(h, f, build_tcp(f, GW_IP, 40000, lport, gseq, hseq, NB_TCP_ACK, 65535, NULL, 0,
-                               NULL, 0));
+  harness_send(h, f, segment(f, v6, gseq, hseq, NB_TCP_ACK, 65535, NULL, 0, NULL, 0));
 
   size_t i = 0;
   while (i + 8 <= size) {
@@ -110,9 +135,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
       len = size - i;
     const uint8_t *payload = data + i;
     i += len;
-    harness_send(h, f, build_tcp(f, GW_IP, 40000, lport, gseq + (uint32_t)(int32_t)dseq,
-                                 hseq + (uint32_t)(int32_t)dack, flags, win, o, optlen,
-                                 payload, len));
+    harness_send(h, f, segment(f, v6, gseq + (uint32_t)(int32_t)dseq,
+                               hseq + (uint32_t)(int32_t)dack, flags, win, o, optlen, payload,
+                               len));
     /* The host side acts too, on the fuzzer's say. */
     if (ctl & 0x80) {
       if (afd >= 0 && (flags & 1))
@@ -137,7 +162,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     close_reset(afd);
   /* Fuzzed SYNs after a reset open new connections: take them off the
    * listener's queue, which would otherwise fill up over the run. */
-  for (int extra; (extra = accept4(listener, NULL, NULL, SOCK_CLOEXEC)) >= 0;)
+  for (int extra; (extra = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0;)
     close_reset(extra);
   /* Let the engine see the reset, so it does not close with a FIN. */
   harness_run(h, 0);
