@@ -142,11 +142,12 @@ print_stats(NbNat *nat)
   nb_nat_get_stats(nat, &s);
   printf("stats rx=%" G_GUINT64_FORMAT " tx=%" G_GUINT64_FORMAT " tx_dropped=%" G_GUINT64_FORMAT
          " eth=%" G_GUINT64_FORMAT " arp=%" G_GUINT64_FORMAT " ip=%" G_GUINT64_FORMAT
-         " frag=%" G_GUINT64_FORMAT " tcp=%" G_GUINT64_FORMAT " udp=%" G_GUINT64_FORMAT
+         " ip6=%" G_GUINT64_FORMAT " ndp=%" G_GUINT64_FORMAT " frag=%" G_GUINT64_FORMAT " tcp=%" G_GUINT64_FORMAT " udp=%" G_GUINT64_FORMAT
          " icmp=%" G_GUINT64_FORMAT " dhcp=%" G_GUINT64_FORMAT " dns=%" G_GUINT64_FORMAT
          " policy=%" G_GUINT64_FORMAT " full=%" G_GUINT64_FORMAT " tcp_flows=%" G_GUINT64_FORMAT
          " udp_flows=%" G_GUINT64_FORMAT " leases=%" G_GUINT64_FORMAT "\n",
-         s.rx_frames, s.tx_frames, s.tx_dropped, s.drop_eth, s.drop_arp, s.drop_ip, s.drop_frag,
+         s.rx_frames, s.tx_frames, s.tx_dropped, s.drop_eth, s.drop_arp, s.drop_ip,
+         s.drop_ip6, s.drop_ndp, s.drop_frag,
          s.drop_tcp, s.drop_udp, s.drop_icmp, s.drop_dhcp, s.drop_dns, s.drop_policy,
          s.drop_table_full, s.tcp_flows, s.udp_flows, s.leases);
   fflush(stdout);

@@ -351,6 +351,14 @@ t_ipv6() {
   [ "$want" = "$got" ] || fail "download from the host's ::1 over IPv6: SHA-256 differs ($(cat "$work/httpd.log"))"
   ok "wget 3 MB from the host's ::1 through [fd00:10:0:2::2], SHA-256 matches"
   stop_nat
+  local stats
+  stats=$(grep '^stats' "$work/nat.log" | tail -n 1)
+  # A real stack's IPv6 (neighbor discovery, multicast listener reports with
+  # hop-by-hop options) is all well formed: none of it may count as bad.
+  for c in ip6 ndp icmp tcp udp frag; do
+    echo "$stats" | grep -q " $c=0 " || fail "the kernel's IPv6 frames were counted as bad: $stats"
+  done
+  ok "no frame of the kernel's counted as bad ($stats)"
 }
 
 case "$name" in
