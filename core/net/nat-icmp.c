@@ -1,11 +1,12 @@
 /* ICMP: echo to the gateway and DNS addresses is answered here; echo to the
  * world goes through unprivileged ping sockets (net.ipv4.ping_group_range,
- * which covers ICMPv6 ping sockets too), or for IPv4 one raw socket when the
- * process may open it. Errors the guest sends are checked and swallowed. */
+ * which covers ICMPv6 ping sockets too), or one raw socket per family when
+ * the process may open it. Errors the guest sends are checked and swallowed. */
 #include "net/nat-private.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/icmp6.h>
 #include <unistd.h>
 
 #define ICMP_TIMEOUT_US (30 * G_USEC_PER_SEC)
@@ -32,6 +33,8 @@ struct NatIcmp {
   bool ping6_sockets;
   int raw_fd;
   NatWatch raw_watch;
+  int raw6_fd;          /* IPv6's raw socket: flows share raw_id space with IPv4's */
+  NatWatch raw6_watch;
   uint16_t next_raw_id;
 };
 
@@ -123,13 +126,54 @@ icmp_raw_ready(NbNat *nat, void *obj, uint32_t events)
   }
 }
 
+/* An ICMPv6 raw socket hands over the message alone (no IPv6 header), and
+ * its filter lets only echo replies through. */
+static void
+icmp_raw6_ready(NbNat *nat, void *obj, uint32_t events)
+{
+  NatIcmp *icmp = obj;
+  for (int n = 0; n < ICMP_BURST; n++) {
+    uint8_t *buf = nat->tx + NAT_L4_OFF;
+    NatSockaddr from;
+    socklen_t fl = sizeof from;
+    ssize_t r = recvfrom(icmp->raw6_fd, buf, 65535 - NB_IP_HLEN, MSG_DONTWAIT, &from.sa, &fl);
+    if (r < 0)
+      return;
+    NatAddr a;
+    uint16_t port;
+    if ((size_t)r < 8 || buf[0] != ICMP6_ECHO_REPLY || !nat_sockaddr_get(&from, fl, &a, &port))
+      continue;
+    IcmpFlow *f = g_hash_table_lookup(icmp->by_raw_id, GUINT_TO_POINTER(nb_rd16(buf + 4) + 1u));
+    if (!f || !nat_addr_eq(&f->key.raddr, &a))
+      continue;
+    icmp_to_guest(nat, f, buf, (size_t)r, &a);
+  }
+}
+
+static int
+icmp_raw6_open(NbNat *nat, NatIcmp *icmp)
+{
+  int fd = socket(AF_INET6, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_ICMPV6);
+  if (fd < 0)
+    return -1;
+  struct icmp6_filter filter;
+  ICMP6_FILTER_SETBLOCKALL(&filter);
+  ICMP6_FILTER_SETPASS(ICMP6_ECHO_REPLY, &filter);
+  if (setsockopt(fd, IPPROTO_ICMPV6, ICMP6_FILTER, &filter, sizeof filter) < 0 ||
+      !nat_watch_add(nat, &icmp->raw6_watch, fd, EPOLLIN, icmp_raw6_ready, icmp)) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 NatIcmp *
 nat_icmp_new(NbNat *nat)
 {
   NatIcmp *icmp = g_new0(NatIcmp, 1);
   icmp->flows = g_hash_table_new(icmp_key_hash, icmp_key_equal);
   icmp->by_raw_id = g_hash_table_new(NULL, NULL);
-  icmp->raw_fd = -1;
+  icmp->raw_fd = icmp->raw6_fd = -1;
   icmp->next_raw_id = (uint16_t)g_random_int();
   if (nat->cfg->restrict_outbound)
     return icmp;
@@ -138,6 +182,8 @@ nat_icmp_new(NbNat *nat)
     if (fd6 >= 0) {
       icmp->ping6_sockets = true;
       close(fd6);
+    } else {
+      icmp->raw6_fd = icmp_raw6_open(nat, icmp);
     }
   }
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_ICMP);
@@ -188,6 +234,10 @@ nat_icmp_free(NbNat *nat, NatIcmp *icmp)
     nat_watch_remove(nat, &icmp->raw_watch);
     close(icmp->raw_fd);
   }
+  if (icmp->raw6_fd >= 0) {
+    nat_watch_remove(nat, &icmp->raw6_watch);
+    close(icmp->raw6_fd);
+  }
   g_free(icmp);
 }
 
@@ -216,21 +266,15 @@ icmp_flow_open(NbNat *nat, const IcmpKey *key)
   IcmpFlow *f = g_new0(IcmpFlow, 1);
   f->key = *key;
   f->fd = -1;
-  if (!nat_addr_is4(&key->gaddr)) {
-    /* IPv6: ping sockets or nothing. */
-    if (icmp->ping6_sockets)
-      f->fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_ICMPV6);
+  bool v6 = !nat_addr_is4(&key->gaddr);
+  if (v6 ? icmp->ping6_sockets : icmp->ping_sockets) {
+    f->fd = v6 ? socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_ICMPV6)
+               : socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_ICMP);
     if (f->fd < 0 || !nat_watch_add(nat, &f->watch, f->fd, EPOLLIN, icmp_ping_ready, f)) {
       icmp_flow_free(f);
       return NULL;
     }
-  } else if (icmp->ping_sockets) {
-    f->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_ICMP);
-    if (f->fd < 0 || !nat_watch_add(nat, &f->watch, f->fd, EPOLLIN, icmp_ping_ready, f)) {
-      icmp_flow_free(f);
-      return NULL;
-    }
-  } else if (icmp->raw_fd >= 0) {
+  } else if ((v6 ? icmp->raw6_fd : icmp->raw_fd) >= 0) {
     /* Find an id no other flow uses on the shared raw socket. */
     for (int tries = 0; tries < 65536; tries++) {
       uint16_t id = icmp->next_raw_id++;
@@ -276,6 +320,11 @@ icmp_echo_out(NbNat *nat, const NatPacket *pkt)
   }
   g_autofree uint8_t *copy = g_memdup2(m, len);
   nb_wr16(copy + 4, f->raw_id);
+  if (pkt->v6) {
+    /* The kernel sums ICMPv6 on raw sockets itself (RFC 3542 3.1). */
+    sendto(nat->icmp->raw6_fd, copy, len, MSG_DONTWAIT, &to.sa, tolen);
+    return;
+  }
   nb_wr16(copy + 2, 0);
   nb_wr16(copy + 2, nb_csum(copy, len));
   sendto(nat->icmp->raw_fd, copy, len, MSG_DONTWAIT, &to.sa, tolen);

@@ -336,6 +336,12 @@ t_ipv6() {
   in_ns busybox ping -6 -c 3 -W 2 fd00:10:0:2::2 > "$work/ping.log" || fail "ping -6 the gateway: $(cat "$work/ping.log")"
   in_ns busybox ping -6 -c 1 -W 2 "fe80::2%$tap" > "$work/ping.log" || fail "ping -6 fe80::2: $(cat "$work/ping.log")"
   ok "ping -6 the gateway at fd00:10:0:2::2 and fe80::2"
+  local hostip6
+  hostip6=$(ip -6 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | grep -v '^fd00:10:0:2:' | head -n 1)
+  if [ -n "$hostip6" ]; then
+    in_ns busybox ping -6 -c 2 -W 2 "$hostip6" > "$work/ping.log" || fail "ping -6 $hostip6: $(cat "$work/ping.log")"
+    ok "ping -6 the host's address $hostip6 through a host ICMPv6 socket"
+  fi
 
   in_ns busybox nslookup -type=AAAA nestbox.test fd00:10:0:2::3 > "$work/ns.log" 2>&1
   grep -q 2001:db8::77 "$work/ns.log" || fail "nslookup through fd00:10:0:2::3: $(cat "$work/ns.log")"

@@ -3,6 +3,7 @@
  * frames in memory. */
 #include "nat-harness.h"
 
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -331,6 +332,55 @@ test_echo6(void)
     g_assert_cmpuint(nb_rd16(ip.l4 + 6), ==, i);
     g_assert_cmpmem(ip.l4 + 8, 16, "nestbox ipv6 echo", 16);
   }
+  harness_free(h);
+}
+
+/* Echo to an IPv6 address of the host's own (not loopback, not link-local)
+ * leaves through a ping socket or the raw socket and its reply comes back
+ * with the guest's id. */
+static void
+test_echo6_world(void)
+{
+  uint8_t host[16];
+  bool found = false;
+  struct ifaddrs *ifs = NULL;
+  if (getifaddrs(&ifs) == 0) {
+    for (struct ifaddrs *i = ifs; i && !found; i = i->ifa_next) {
+      if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET6)
+        continue;
+      const struct in6_addr *a = &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
+      if (IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_LINKLOCAL(a) || IN6_IS_ADDR_V4MAPPED(a) ||
+          memcmp(a, gw_ip6, 8) == 0)
+        continue;
+      memcpy(host, a, 16);
+      found = true;
+    }
+    freeifaddrs(ifs);
+  }
+  int probe = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_ICMPV6);
+  if (probe < 0)
+    probe = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6);
+  if (probe >= 0)
+    close(probe);
+  if (!found || probe < 0) {
+    g_test_skip(!found ? "the host has no IPv6 address but loopback and link-local"
+                       : "neither ICMPv6 ping sockets (net.ipv4.ping_group_range) nor raw sockets");
+    return;
+  }
+  Harness *h = harness_new(NULL);
+  uint8_t f[256];
+  harness_send(h, f, build_echo6(f, guest_ip6, host, 0x5151, 9));
+  GByteArray *r = harness_wait(h, 2000);
+  g_assert_nonnull(r);
+  RxIp6 ip = rx_ip6(r);
+  g_assert_cmpuint(ip.next, ==, NB_IP_PROTO_ICMPV6);
+  g_assert_cmpmem(ip.src, 16, host, 16);
+  g_assert_cmpmem(ip.dst, 16, guest_ip6, 16);
+  g_assert_cmpuint(ip.l4[0], ==, 129);
+  g_assert_cmpuint(nb_rd16(ip.l4 + 4), ==, 0x5151);
+  g_assert_cmpuint(nb_rd16(ip.l4 + 6), ==, 9);
+  g_assert_cmpmem(ip.l4 + 8, 16, "nestbox ipv6 echo", 16);
+  g_assert_cmpuint(STAT(h, icmp_flows), ==, 1);
   harness_free(h);
 }
 
@@ -921,6 +971,7 @@ main(int argc, char **argv)
   g_test_add_func("/nat6/ndp/router-advert-options", test_router_advert_options);
   g_test_add_func("/nat6/ndp/no-advert-for-ipv4-guest", test_no_advert_ipv4);
   g_test_add_func("/nat6/icmp/echo", test_echo6);
+  g_test_add_func("/nat6/icmp/echo-host-address", test_echo6_world);
   g_test_add_func("/nat6/udp/loopback-and-fragments", test_udp6_loopback);
   g_test_add_func("/nat6/udp/unreachable-and-policy", test_udp6_unreachable_and_policy);
   g_test_add_func("/nat6/udp/dns-forward", test_dns6_forward);
