@@ -236,6 +236,14 @@ nb_nat_config_check(const NbNatConfig *c, GError **error)
                 "the NAT MTU %u is out of range: use 576 to 65520", c->mtu);
     return FALSE;
   }
+  static const uint8_t zero8[8];
+  if (c->ipv6 && (memcmp(c->net6 + 8, zero8, 8) != 0 || memcmp(c->net6, zero8, 8) == 0 ||
+                  c->net6[0] == 0xff || (c->net6[0] == 0xfe && (c->net6[1] & 0xc0) == 0x80))) {
+    g_set_error(error, NB_NAT_ERROR, NB_NAT_ERROR_CONFIG,
+                "the NAT IPv6 prefix is not valid: give net6=PREFIX/64 with no host bits, not "
+                "link-local or multicast, for example net6=fd00:10:0:2::/64");
+    return FALSE;
+  }
   if (c->ipv6 && c->mtu < 1280) {
     g_set_error(error, NB_NAT_ERROR, NB_NAT_ERROR_CONFIG,
                 "the NAT MTU %u is below IPv6's minimum of 1280: raise mtu= or add ipv6=off",

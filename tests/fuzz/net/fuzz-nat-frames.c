@@ -2,7 +2,9 @@
  * sequence of frames, each prefixed with a 2-byte big-endian length, so the
  * fuzzer can build stateful sequences (fragments, DHCP exchanges, TCP).
  * The engine runs restricted with no resolvers and no host loopback: the
- * fuzzer exercises every parser without opening connections to the world. */
+ * fuzzer exercises every parser without opening connections to the world.
+ * IPv6 is on (the default): the ipv6-* seeds hold neighbor and router
+ * solicitations, echo, extension header chains, fragments, UDP and TCP. */
 #include "net/nat.h"
 
 #include <stdint.h>

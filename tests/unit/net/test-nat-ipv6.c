@@ -955,6 +955,12 @@ test_config6(void)
   g_assert_true(c->ipv6);
   uint8_t want[16] = { 0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2 };
   g_assert_cmpmem(c->net6, 16, want, 16);
+  /* nb_nat_new() checks a configuration built in code as well. */
+  g_autoptr(NbNatConfig) odd = nb_nat_config_new();
+  odd->net6[15] = 1;
+  g_autoptr(GError) error2 = NULL;
+  g_assert_null(nb_nat_new(odd, &error2));
+  g_assert_error(error2, NB_NAT_ERROR, NB_NAT_ERROR_CONFIG);
   /* A small MTU turns IPv6 off rather than failing. */
   g_autoptr(NbNatConfig) small = nb_nat_config_parse("nat,mtu=576", &error);
   g_assert_no_error(error);
