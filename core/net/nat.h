@@ -2,9 +2,11 @@
  *
  * It answers ARP for the gateway and DNS addresses, serves DHCP, forwards DNS
  * to the host's resolvers, and carries the guest's TCP, UDP and ICMP echo over
- * ordinary host sockets. Port forwards map host ports to guest ports and can
- * be changed while the machine runs. Every table is bounded, so a guest
- * cannot make the engine grow without limit. */
+ * ordinary host sockets. Over IPv6 it is the link's router: it answers
+ * neighbor discovery, advertises a /64 for SLAAC with its DNS address, and
+ * carries TCP, UDP and echo the same way. Port forwards map host ports to
+ * guest ports and can be changed while the machine runs. Every table is
+ * bounded, so a guest cannot make the engine grow without limit. */
 #pragma once
 
 #include <glib.h>

@@ -308,9 +308,12 @@ t_ipv6() {
   echo "nameserver ::1" > "$work/resolv.conf"
   # New interfaces in the namespace take these: IPv6 on, as a host (not a
   # router) that accepts advertisements and makes its own addresses.
-  in_ns sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 \
-    net.ipv6.conf.all.forwarding=0 net.ipv6.conf.default.accept_ra=1 \
-    net.ipv6.conf.default.autoconf=1 || skip "cannot turn IPv6 on in the namespace"
+  # (/proc/sys/net is the namespace's own under ip netns exec.)
+  [ -d /proc/sys/net/ipv6 ] || skip "the kernel has no IPv6"
+  in_ns sh -c 'c=/proc/sys/net/ipv6/conf
+    echo 0 > $c/all/disable_ipv6 && echo 0 > $c/default/disable_ipv6 &&
+    echo 0 > $c/all/forwarding && echo 1 > $c/default/accept_ra &&
+    echo 1 > $c/default/autoconf' || skip "cannot turn IPv6 on in the namespace"
   start_nat "mtu=1400"
   addr=""
   for _ in $(seq 150); do
@@ -325,8 +328,8 @@ t_ipv6() {
   esac
   in_ns ip -6 route show default | grep -q "via fe80::2 dev $tap" \
     || fail "no default route via fe80::2: $(in_ns ip -6 route show)"
-  [ "$(in_ns sysctl -n "net.ipv6.conf.$tap.mtu")" = 1400 ] \
-    || fail "the advertised MTU was not taken: $(in_ns sysctl -n "net.ipv6.conf.$tap.mtu")"
+  [ "$(in_ns cat "/proc/sys/net/ipv6/conf/$tap/mtu")" = 1400 ] \
+    || fail "the advertised MTU was not taken: $(in_ns cat "/proc/sys/net/ipv6/conf/$tap/mtu")"
   ok "SLAAC address $addr in fd00:10:0:2::/64, default route via fe80::2, MTU 1400"
   in_ns $peer ra-dump "$tap" > "$work/ra.log" 2>&1 || fail "router solicitation: $(cat "$work/ra.log")"
   grep -qx "rdnss fd00:10:0:2::3" "$work/ra.log" || fail "no RDNSS option: $(cat "$work/ra.log")"
