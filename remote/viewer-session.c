@@ -277,6 +277,52 @@ reader_stop(Viewer *viewer)
   }
 }
 
+/* libvncclient 0.9.14 (Debian 12) asks for ExtendedDesktopSize and then ignores every
+ * such resize whose screen id is 0, which is what QEMU sends: the next update after the
+ * guest changes mode no longer fits, and the connection breaks. Fixed upstream after
+ * 0.9.14. Until then, replace its encoding list with the same list minus
+ * ExtendedDesktopSize, so that servers resize with plain DesktopSize, which it handles. */
+static bool
+ext_desktop_size_broken(void)
+{
+  int major = atoi(LIBVNCSERVER_VERSION_MAJOR), minor = atoi(LIBVNCSERVER_VERSION_MINOR),
+      patch = atoi(LIBVNCSERVER_VERSION_PATCHLEVEL);
+  return major == 0 && (minor < 9 || (minor == 9 && patch <= 14));
+}
+
+static bool
+send_encodings(rfbClient *client)
+{
+  if (!ext_desktop_size_broken())
+    return true;
+  /* libvncclient's own default order and levels (compress 3, quality 5). */
+  static const guint32 encodings[] = {
+#if defined(LIBVNCSERVER_HAVE_LIBZ) && defined(LIBVNCSERVER_HAVE_LIBJPEG)
+    rfbEncodingTight,
+#endif
+#ifdef LIBVNCSERVER_HAVE_LIBZ
+    rfbEncodingZRLE,
+#endif
+    rfbEncodingUltra, rfbEncodingCopyRect, rfbEncodingHextile,
+#ifdef LIBVNCSERVER_HAVE_LIBZ
+    rfbEncodingZlib,
+#endif
+    rfbEncodingCoRRE, rfbEncodingRRE, rfbEncodingRaw,
+    rfbEncodingCompressLevel0 + 3, rfbEncodingQualityLevel0 + 5,
+    rfbEncodingKeyboardLedState, rfbEncodingNewFBSize, rfbEncodingLastRect,
+    rfbEncodingSupportedMessages, rfbEncodingSupportedEncodings, rfbEncodingServerIdentity,
+  };
+  guint8 message[sz_rfbSetEncodingsMsg + sizeof(encodings)];
+  rfbSetEncodingsMsg header = { .type = rfbSetEncodings,
+                                .nEncodings = GUINT16_TO_BE(G_N_ELEMENTS(encodings)) };
+  memcpy(message, &header, sz_rfbSetEncodingsMsg);
+  for (gsize i = 0; i < G_N_ELEMENTS(encodings); i++) {
+    guint32 be = GUINT32_TO_BE(encodings[i]);
+    memcpy(message + sz_rfbSetEncodingsMsg + i * 4, &be, 4);
+  }
+  return WriteToRFBServer(client, (const char *)message, sizeof(message));
+}
+
 /* --- connecting ---------------------------------------------------------------- */
 
 static int
@@ -366,6 +412,15 @@ viewer_connect(Viewer *viewer, GError **error)
     return false;
   }
   viewer->client = client;
+  if (!send_encodings(client)) {
+    g_set_error(error, NB_VIEWER_ERROR, NB_VIEWER_ERROR_PROTOCOL,
+                "the connection to %s broke right after the handshake: %s", viewer->name,
+                last_log[0] ? last_log : "the server closed the connection");
+    rfbClientCleanup(client);
+    viewer->client = NULL;
+    g_clear_pointer(&viewer->fb, g_free);
+    return false;
+  }
   if (!reader_start(viewer, error)) {
     reader_stop(viewer);
     rfbClientCleanup(client);
