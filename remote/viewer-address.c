@@ -72,11 +72,14 @@ nb_viewer_address_parse(const char *text, NbViewerAddress *address, GError **err
   }
 
   guint64 port = NB_VIEWER_BASE_PORT;
+  /* "fe80::1:1" is an IPv6 address without its brackets, not a host and a port. */
+  const char *digits = g_str_has_prefix(rest, "::") ? rest + 2 : *rest ? rest + 1 : rest;
+  const char *v6_hint = strchr(digits, ':') ? " (write IPv6 addresses in brackets: [::1]:1)" : "";
   if (g_str_has_prefix(rest, "::")) {
     if (!parse_number(rest + 2, 65535, &port) || port == 0) {
       g_set_error(error, NB_VIEWER_ERROR, NB_VIEWER_ERROR_ADDRESS,
-                  "bad server address “%s”: “%s” is not a TCP port from 1 to 65535; %s",
-                  text, rest + 2, address_hint);
+                  "bad server address “%s”: “%s” is not a TCP port from 1 to 65535%s; %s",
+                  text, rest + 2, v6_hint, address_hint);
       return false;
     }
   } else if (*rest == ':') {
@@ -84,8 +87,8 @@ nb_viewer_address_parse(const char *text, NbViewerAddress *address, GError **err
     if (!parse_number(rest + 1, 65535 - NB_VIEWER_BASE_PORT, &display)) {
       g_set_error(error, NB_VIEWER_ERROR, NB_VIEWER_ERROR_ADDRESS,
                   "bad server address “%s”: “%s” is not a display number from 0 to %d "
-                  "(display N is TCP port %d+N); %s", text, rest + 1,
-                  65535 - NB_VIEWER_BASE_PORT, NB_VIEWER_BASE_PORT, address_hint);
+                  "(display N is TCP port %d+N)%s; %s", text, rest + 1,
+                  65535 - NB_VIEWER_BASE_PORT, NB_VIEWER_BASE_PORT, v6_hint, address_hint);
       return false;
     }
     port = NB_VIEWER_BASE_PORT + display;

@@ -11,6 +11,7 @@
 #include "viewer-status.h"
 
 #include <SDL.h>
+#include <SDL_syswm.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <gio/gio.h>
@@ -56,6 +57,9 @@ typedef struct {
   SDL_Texture *texture;
   int texture_w, texture_h;
   bool fullscreen;
+  bool covering;              /* "fullscreen" by a borderless window over the screen */
+  SDL_Rect windowed;          /* the window's place before fullscreen */
+  Uint64 fullscreen_check_at;
 
   rfbClient *client;
   guint8 *fb;                 /* the client's framebuffer, owned here */
@@ -74,6 +78,7 @@ typedef struct {
   Uint64 retry_at;
   Uint64 retry_from;
   char *status_detail;        /* why the last try failed, shown while reconnecting */
+  char *reason;               /* the last failure in a few words, for status_detail */
 
   NbViewerKeyboard keyboard;
   int buttons;
@@ -193,7 +198,7 @@ on_rfb_password(rfbClient *client)
   if (viewer->password == NULL) {
     g_autofree char *prompt = g_strdup_printf("Password for %s: ", viewer->name);
     g_clear_error(&viewer->password_error);
-    if (viewer->options->password_file)
+    if (viewer->options->password_file)  /* read again: it may have been corrected */
       viewer->password = nb_viewer_password_read_file(viewer->options->password_file,
                                                       &viewer->password_error);
     else
@@ -335,10 +340,17 @@ connect_socket(Viewer *viewer, GError **error)
     g_socket_client_connect_to_host(socket_client, viewer->options->address.host,
                                     viewer->options->address.port, NULL, &local);
   if (connection == NULL) {
-    g_set_error(error, NB_VIEWER_ERROR, NB_VIEWER_ERROR_CONNECT,
-                "cannot connect to %s (TCP port %u): %s — check that the machine is "
-                "running with its VNC server on, and that the network lets the port through",
-                viewer->name, viewer->options->address.port, local->message);
+    g_free(viewer->reason);
+    viewer->reason = g_strdup(local->message);
+    if (local->domain == G_RESOLVER_ERROR)
+      g_set_error(error, NB_VIEWER_ERROR, NB_VIEWER_ERROR_CONNECT,
+                  "cannot connect to %s: %s — check the host name, or give an address",
+                  viewer->name, local->message);
+    else
+      g_set_error(error, NB_VIEWER_ERROR, NB_VIEWER_ERROR_CONNECT,
+                  "cannot connect to %s (TCP port %u): %s — check that the machine is "
+                  "running with its VNC server on, and that the network lets the port through",
+                  viewer->name, viewer->options->address.port, local->message);
     return -1;
   }
   GSocket *socket = g_socket_connection_get_socket(connection);
@@ -409,6 +421,8 @@ viewer_connect(Viewer *viewer, GError **error)
                   "the VNC handshake with %s failed: %s", viewer->name,
                   last_log[0] ? last_log : "the server closed the connection");
     }
+    g_free(viewer->reason);
+    viewer->reason = g_strdup(last_log[0] ? last_log : "the server closed the connection");
     return false;
   }
   viewer->client = client;
@@ -459,19 +473,77 @@ set_title(Viewer *viewer)
   SDL_SetWindowTitle(viewer->window, title);
 }
 
+/* Fullscreen is asked of the window manager. A thin client's kiosk session may have
+ * none, and then nothing happens: the check that follows a change notices, and covers
+ * the screen with a borderless window instead. */
+#define FULLSCREEN_CHECK_MS 400
+
 static void
 set_fullscreen(Viewer *viewer, bool fullscreen)
 {
   viewer->fullscreen = fullscreen;
+  if (viewer->covering) {
+    /* Leaving our own fullscreen: the window as it was. */
+    viewer->covering = false;
+    SDL_SetWindowBordered(viewer->window, SDL_TRUE);
+    SDL_SetWindowSize(viewer->window, viewer->windowed.w, viewer->windowed.h);
+    SDL_SetWindowPosition(viewer->window, viewer->windowed.x, viewer->windowed.y);
+  }
+  if (fullscreen) {
+    SDL_GetWindowPosition(viewer->window, &viewer->windowed.x, &viewer->windowed.y);
+    SDL_GetWindowSize(viewer->window, &viewer->windowed.w, &viewer->windowed.h);
+  }
   SDL_SetWindowFullscreen(viewer->window, fullscreen ? SDL_WINDOW_FULLSCREEN_DESKTOP : 0);
   /* Fullscreen is the thin client's whole screen: its shortcuts belong to the remote
    * desktop. In a window they stay with the local desktop. */
   SDL_SetWindowKeyboardGrab(viewer->window, fullscreen ? SDL_TRUE : SDL_FALSE);
+  viewer->fullscreen_check_at = fullscreen ? SDL_GetTicks64() + FULLSCREEN_CHECK_MS : 0;
+  if (viewer->options->verbose)
+    note(viewer, "%s", fullscreen ? "fullscreen" : "in a window");
+}
+
+static void
+check_fullscreen(Viewer *viewer)
+{
+  viewer->fullscreen_check_at = 0;
+  if (!viewer->fullscreen || viewer->covering)
+    return;
+  /* SDL reports the size it asked for; only X knows the size the window got. Other
+   * video drivers (KMS/DRM, Wayland) do fullscreen without a window manager's help. */
+  SDL_SysWMinfo info;
+  SDL_VERSION(&info.version);
+  if (!SDL_GetWindowWMInfo(viewer->window, &info) || info.subsystem != SDL_SYSWM_X11)
+    return;
+  XWindowAttributes attributes;
+  if (!XGetWindowAttributes(info.info.x11.display, info.info.x11.window, &attributes))
+    return;
+  SDL_Rect bounds;
+  if (SDL_GetDisplayBounds(SDL_GetWindowDisplayIndex(viewer->window), &bounds) < 0)
+    return;
+  int w = attributes.width, h = attributes.height;
+  if (w >= bounds.w && h >= bounds.h)
+    return;
+  if (viewer->options->verbose)
+    note(viewer, "the window manager did not make the window fullscreen (%dx%d on a %dx%d "
+         "screen): covering the screen instead", w, h, bounds.w, bounds.h);
+  SDL_SetWindowFullscreen(viewer->window, 0);
+  viewer->covering = true;
+  SDL_SetWindowBordered(viewer->window, SDL_FALSE);
+  SDL_SetWindowPosition(viewer->window, bounds.x, bounds.y);
+  SDL_SetWindowSize(viewer->window, bounds.w, bounds.h);
+  SDL_RaiseWindow(viewer->window);
 }
 
 static bool
 open_window(Viewer *viewer, GError **error)
 {
+  if (SDL_InitSubSystem(SDL_INIT_VIDEO) < 0) {
+    g_set_error(error, NB_VIEWER_ERROR, NB_VIEWER_ERROR_DISPLAY,
+                "cannot open the display: %s — the viewer needs X11, Wayland or a KMS "
+                "console (SDL_VIDEODRIVER chooses)", SDL_GetError());
+    return false;
+  }
+  viewer->sized_window = viewer->fb_w > 0;
   int w = viewer->fb_w > 0 ? viewer->fb_w : 1024;
   int h = viewer->fb_h > 0 ? viewer->fb_h : 768;
   SDL_Rect usable;
@@ -481,7 +553,6 @@ open_window(Viewer *viewer, GError **error)
     w = fit.w;
     h = fit.h;
   }
-  viewer->sized_window = viewer->fb_w > 0;
   Uint32 flags = SDL_WINDOW_RESIZABLE | SDL_WINDOW_ALLOW_HIGHDPI;
   viewer->window = SDL_CreateWindow("nestbox-viewer", SDL_WINDOWPOS_CENTERED,
                                     SDL_WINDOWPOS_CENTERED, w, h, flags);
@@ -737,7 +808,7 @@ try_reconnect(Viewer *viewer, GError **error)
   if (viewer->options->verbose)
     note(viewer, "%s; next try in %u s", local->message, viewer->backoff_ms / 1000);
   g_free(viewer->status_detail);
-  viewer->status_detail = g_strdup(local->message);
+  viewer->status_detail = g_strdup(viewer->reason ? viewer->reason : local->message);
   viewer->retry_from = SDL_GetTicks64();
   viewer->retry_at = viewer->retry_from + viewer->backoff_ms;
   return true;
@@ -769,13 +840,18 @@ run_loop(Viewer *viewer, GError **error)
      * the countdown. */
     SDL_Event event;
     int got;
-    if (viewer->state == STATE_CONNECTED) {
+    Uint64 now = SDL_GetTicks64();
+    if (viewer->fullscreen_check_at && now >= viewer->fullscreen_check_at)
+      check_fullscreen(viewer);
+    guint64 wait = G_MAXINT;
+    if (viewer->state != STATE_CONNECTED)
+      wait = MIN(viewer->retry_at > now ? viewer->retry_at - now : 0, 500);
+    if (viewer->fullscreen_check_at)
+      wait = MIN(wait, viewer->fullscreen_check_at > now ? viewer->fullscreen_check_at - now : 0);
+    if (wait == G_MAXINT)
       got = SDL_WaitEvent(&event);
-    } else {
-      Uint64 now = SDL_GetTicks64();
-      guint64 wait = viewer->retry_at > now ? viewer->retry_at - now : 0;
-      got = SDL_WaitEventTimeout(&event, (int)MIN(wait, 500));
-    }
+    else
+      got = SDL_WaitEventTimeout(&event, (int)wait);
     while (got) {
       if (event.type != SDL_TEXTINPUT)
         nb_viewer_keyboard_flush(&viewer->keyboard);
@@ -850,12 +926,21 @@ nb_viewer_run(const NbViewerOptions *options, GError **error)
   rfbClientErr = on_rfb_log;
   bool ok = false;
 
+  /* A password file that cannot be read is a mistake to report now, not after the
+   * server asked. */
+  if (options->password_file) {
+    viewer->password = nb_viewer_password_read_file(options->password_file, error);
+    if (viewer->password == NULL)
+      goto out;
+  }
+
   SDL_SetHint(SDL_HINT_RENDER_SCALE_QUALITY, "linear");
   SDL_SetHint(SDL_HINT_VIDEO_MINIMIZE_ON_FOCUS_LOSS, "0");
-  if (SDL_Init(SDL_INIT_VIDEO | SDL_INIT_EVENTS) < 0) {
+  /* Events and timers first; the display once there is something to show, so that a
+   * server that cannot be reached is reported as such, with or without a display. */
+  if (SDL_Init(SDL_INIT_EVENTS | SDL_INIT_TIMER) < 0) {
     g_set_error(error, NB_VIEWER_ERROR, NB_VIEWER_ERROR_DISPLAY,
-                "cannot open the display: %s — the viewer needs X11, Wayland or a KMS "
-                "console (SDL_VIDEODRIVER chooses)", SDL_GetError());
+                "cannot start SDL: %s", SDL_GetError());
     goto out;
   }
   viewer->readable_event = SDL_RegisterEvents(1);
@@ -899,6 +984,7 @@ out:
   }
   g_clear_error(&viewer->password_error);
   g_free(viewer->status_detail);
+  g_free(viewer->reason);
   g_free(viewer->name);
   log_viewer = NULL;
   return ok;
