@@ -302,6 +302,33 @@ else
   fail "Ctrl+Alt+Q did not quit"
 fi
 
+# --- the server comes back with another password: refused once, the viewer exits ------
+DISPLAY=$view "$viewer" --window --password-file "$work/password" "$address" \
+  >"$work/viewer-newpass.log" 2>&1 &
+newpass_pid=$!
+pids+=($newpass_pid)
+wait_for 30 has_window || fail "no window for the new-password viewer"
+sleep 1
+kill $x11vnc_pid
+wait $x11vnc_pid 2>/dev/null
+x11vnc -storepasswd other "$work/passwd" >/dev/null 2>&1
+start_x11vnc
+if wait_for 40 sh -c "! kill -0 $newpass_pid 2>/dev/null"; then
+  wait $newpass_pid
+  status=$?
+  if [ $status -eq 1 ] && grep -q "refused the password" "$work/viewer-newpass.log"; then
+    ok "a password refused while reconnecting ends the viewer (status 1), no retry loop"
+  else
+    fail "new password: status $status: $(tail -2 "$work/viewer-newpass.log")"
+  fi
+else
+  fail "the viewer kept running after its password was refused: $(tail -2 "$work/viewer-newpass.log")"
+fi
+x11vnc -storepasswd secret "$work/passwd" >/dev/null 2>&1
+kill $x11vnc_pid
+wait $x11vnc_pid 2>/dev/null
+start_x11vnc
+
 # --- the password typed on a terminal, not echoed ---------------------------------------
 out=$(DISPLAY=$view VIEWER="$viewer" ADDRESS="$address" timeout 60 python3 - <<'EOF'
 import os, pty, select, signal, sys, time
