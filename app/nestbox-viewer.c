@@ -31,7 +31,7 @@ main(int argc, char **argv)
       "Send no keyboard or pointer input", NULL },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose,
       "Report every connection step", NULL },
-    { NULL },
+    G_OPTION_ENTRY_NULL,
   };
   g_autoptr(GOptionContext) context = g_option_context_new("HOST[:DISPLAY] | HOST::PORT");
   g_option_context_set_summary(context,

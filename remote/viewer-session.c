@@ -98,7 +98,7 @@ static char last_log[512];
 
 /* libvncclient reports everything, failures included, through these two hooks. The
  * last line is kept: it is the reason a handshake or a connection failed. */
-static void
+static void G_GNUC_PRINTF(1, 2)
 on_rfb_log(const char *format, ...)
 {
   va_list args;
