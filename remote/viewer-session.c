@@ -74,6 +74,7 @@ typedef struct {
   GError *password_error;
 
   ViewerState state;
+  bool ever_connected;        /* --wait: until then the panel says "waiting for" */
   guint32 backoff_ms;
   Uint64 retry_at;
   Uint64 retry_from;
@@ -442,6 +443,7 @@ viewer_connect(Viewer *viewer, GError **error)
     return false;
   }
   viewer->state = STATE_CONNECTED;
+  viewer->ever_connected = true;
   return true;
 }
 
@@ -468,7 +470,8 @@ set_title(Viewer *viewer)
   if (viewer->window == NULL)
     return;
   const char *state = viewer->state == STATE_CONNECTED ? "" :
-                      viewer->state == STATE_CONNECTING ? " — connecting" : " — reconnecting";
+                      viewer->state == STATE_CONNECTING ? " — connecting" :
+                      viewer->ever_connected ? " — reconnecting" : " — waiting for the server";
   g_autofree char *title = g_strdup_printf("%s%s — nestbox-viewer", viewer->name, state);
   SDL_SetWindowTitle(viewer->window, title);
 }
@@ -651,9 +654,10 @@ render(Viewer *viewer)
       progress = 1.0;
       if (viewer->retry_at > viewer->retry_from)
         progress = 1.0 - (double)remaining / (double)(viewer->retry_at - viewer->retry_from);
-      line = remaining > 0 ? g_strdup_printf("reconnecting to %s in %u s", viewer->name,
+      const char *doing = viewer->ever_connected ? "reconnecting to" : "waiting for";
+      line = remaining > 0 ? g_strdup_printf("%s %s: next try in %u s", doing, viewer->name,
                                              (unsigned)((remaining + 999) / 1000))
-                           : g_strdup_printf("reconnecting to %s ...", viewer->name);
+                           : g_strdup_printf("%s %s ...", doing, viewer->name);
     } else {
       line = g_strdup_printf("connecting to %s ...", viewer->name);
     }
@@ -791,8 +795,9 @@ try_reconnect(Viewer *viewer, GError **error)
 {
   render(viewer);
   g_autoptr(GError) local = NULL;
+  bool again = viewer->ever_connected;
   if (viewer_connect(viewer, &local)) {
-    note(viewer, "connected to %s again", viewer->name);
+    note(viewer, "connected to %s%s", viewer->name, again ? " again" : "");
     g_clear_pointer(&viewer->status_detail, g_free);
     set_title(viewer);
     return true;

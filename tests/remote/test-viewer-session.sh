@@ -371,6 +371,34 @@ EOF
 )
 [ $? -eq 0 ] && ok "terminal password: $out" || fail "terminal password: $out"
 
+# --- --wait: a thin client that boots before its server ----------------------------
+wait_for 20 sh -c '! DISPLAY='"$view"' xdotool search --class nestbox-viewer >/dev/null 2>&1'
+port2=$(free_port)
+DISPLAY=$view "$viewer" -v --wait --window --password-file "$work/password" "127.0.0.1::$port2" \
+  >"$work/viewer-wait.log" 2>&1 &
+wait_pid=$!
+pids+=($wait_pid)
+wait_for 30 has_window || die "no window for --wait"
+wwin=$(viewer_window)
+if wait_for 10 sh -c "DISPLAY=$view xdotool getwindowname $wwin | grep -q 'waiting for the server'"; then
+  ok "--wait: a window that says it waits ($(DISPLAY=$view xdotool getwindowname "$wwin"))"
+else
+  fail "--wait: title $(DISPLAY=$view xdotool getwindowname "$wwin")"
+fi
+sleep 2
+kill -0 $wait_pid 2>/dev/null || fail "--wait: the viewer gave up: $(tail -2 "$work/viewer-wait.log")"
+saved_port=$port
+port=$port2
+start_x11vnc
+port=$saved_port
+if wait_for 40 grep -q "connected to 127.0.0.1::$port2" "$work/viewer-wait.log"; then
+  ok "--wait: connected once the server came up"
+else
+  fail "--wait: $(tail -3 "$work/viewer-wait.log")"
+fi
+kill $wait_pid
+wait $wait_pid 2>/dev/null
+
 # --- QEMU's VNC server: a guest mode change resizes the picture ---------------------------
 qport=$(free_display_port)
 qdisplay=$((qport - 5900))
