@@ -14,6 +14,8 @@ typedef enum {
   NB_VIEWER_ERROR_PASSWORD,    /* no password could be read */
   NB_VIEWER_ERROR_PROTOCOL,    /* the server broke off the RFB handshake */
   NB_VIEWER_ERROR_DISPLAY,     /* SDL could not open a window */
+  NB_VIEWER_ERROR_NO_TERMINAL, /* a password is needed and there is no terminal */
+  NB_VIEWER_ERROR_QUIT,        /* the user quit at the password prompt */
 } NbViewerError;
 
 /* VNC display N listens on TCP port 5900 + N. */

@@ -50,7 +50,7 @@ nb_viewer_password_ask(const char *prompt, GError **error)
 {
   int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
   if (fd < 0) {
-    g_set_error(error, NB_VIEWER_ERROR, NB_VIEWER_ERROR_PASSWORD,
+    g_set_error(error, NB_VIEWER_ERROR, NB_VIEWER_ERROR_NO_TERMINAL,
                 "the server asks for a password and there is no terminal to ask on (%s): "
                 "give it with --password-file PATH", g_strerror(errno));
     return NULL;

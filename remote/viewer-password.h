@@ -7,6 +7,6 @@
  * it boots into the viewer with no one at a terminal. */
 char *nb_viewer_password_read_file(const char *path, GError **error);
 
-/* Asks on the controlling terminal without echo. Fails with NB_VIEWER_ERROR_PASSWORD
+/* Asks on the controlling terminal without echo. Fails with NB_VIEWER_ERROR_NO_TERMINAL
  * when there is no terminal to ask on. */
 char *nb_viewer_password_ask(const char *prompt, GError **error);

@@ -790,13 +790,101 @@ handle_readable(Viewer *viewer)
   return true;
 }
 
+/* The password typed into the window, for a viewer started with no terminal (by a
+ * display manager or a kiosk session) and no password file. The handshake that asked
+ * has been given up by then: a server would not wait for someone to type. */
+static char *
+ask_in_window(Viewer *viewer, bool *quit)
+{
+  GString *typed = g_string_new(NULL);
+  g_autofree char *line = g_strdup_printf("password for %s:", viewer->name);
+  g_autofree char *title = g_strdup_printf("%s — password — nestbox-viewer", viewer->name);
+  SDL_SetWindowTitle(viewer->window, title);
+  SDL_StartTextInput();
+  *quit = false;
+  bool done = false;
+  while (!done && !*quit) {
+    glong count = g_utf8_strlen(typed->str, -1);
+    g_autofree char *stars = g_strnfill((gsize)count, '*');
+    int out_w = 0, out_h = 0;
+    SDL_GetRendererOutputSize(viewer->renderer, &out_w, &out_h);
+    SDL_SetRenderDrawColor(viewer->renderer, 0, 0, 0, 255);
+    SDL_RenderClear(viewer->renderer);
+    if (viewer->texture) {
+      NbViewerRect v = view_rect(viewer);
+      SDL_Rect dst = { v.x, v.y, v.w, v.h };
+      SDL_RenderCopy(viewer->renderer, viewer->texture, NULL, &dst);
+    }
+    nb_viewer_status_draw(viewer->renderer, out_w, out_h, line,
+                          count ? stars : "type it and press Enter (Escape quits)", -1);
+    SDL_RenderPresent(viewer->renderer);
+
+    SDL_Event event;
+    if (!SDL_WaitEvent(&event))
+      continue;
+    if (event.type == SDL_QUIT) {
+      *quit = true;
+    } else if (event.type == SDL_TEXTINPUT) {
+      if (typed->len + strlen(event.text.text) < 256)
+        g_string_append(typed, event.text.text);
+    } else if (event.type == SDL_KEYDOWN) {
+      SDL_Keycode sym = event.key.keysym.sym;
+      if ((sym == SDLK_RETURN || sym == SDLK_KP_ENTER) && typed->len > 0) {
+        done = true;
+      } else if (sym == SDLK_BACKSPACE && typed->len > 0) {
+        const char *last = g_utf8_find_prev_char(typed->str, typed->str + typed->len);
+        g_string_truncate(typed, last ? (gsize)(last - typed->str) : 0);
+      } else if (sym == SDLK_ESCAPE ||
+                 (sym == SDLK_q && (event.key.keysym.mod & KMOD_CTRL) &&
+                  (event.key.keysym.mod & KMOD_ALT))) {
+        *quit = true;
+      }
+    }
+  }
+  char *password = done ? g_strdup(typed->str) : NULL;
+  explicit_bzero(typed->str, typed->allocated_len);
+  g_string_free(typed, TRUE);
+  set_title(viewer);
+  return password;
+}
+
+/* Connects; when the server wants a password that only the window can ask for, asks
+ * there and connects again. */
+static bool
+connect_asking(Viewer *viewer, GError **error)
+{
+  g_autoptr(GError) local = NULL;
+  if (viewer_connect(viewer, &local))
+    return true;
+  if (!g_error_matches(local, NB_VIEWER_ERROR, NB_VIEWER_ERROR_NO_TERMINAL)) {
+    g_propagate_error(error, g_steal_pointer(&local));
+    return false;
+  }
+  if (viewer->window == NULL) {
+    g_autoptr(GError) window_error = NULL;
+    if (!open_window(viewer, &window_error)) {
+      g_set_error(error, NB_VIEWER_ERROR, NB_VIEWER_ERROR_PASSWORD,
+                  "%s; nor can it be asked in a window: %s", local->message,
+                  window_error->message);
+      return false;
+    }
+  }
+  bool quit;
+  viewer->password = ask_in_window(viewer, &quit);
+  if (viewer->password == NULL) {
+    g_set_error(error, NB_VIEWER_ERROR, NB_VIEWER_ERROR_QUIT, "quit at the password prompt");
+    return false;
+  }
+  return viewer_connect(viewer, error);
+}
+
 static bool
 try_reconnect(Viewer *viewer, GError **error)
 {
   render(viewer);
   g_autoptr(GError) local = NULL;
   bool again = viewer->ever_connected;
-  if (viewer_connect(viewer, &local)) {
+  if (connect_asking(viewer, &local)) {
     note(viewer, "connected to %s%s", viewer->name, again ? " again" : "");
     g_clear_pointer(&viewer->status_detail, g_free);
     set_title(viewer);
@@ -804,6 +892,7 @@ try_reconnect(Viewer *viewer, GError **error)
   }
   /* A refused password is not going to change by trying again. */
   if (g_error_matches(local, NB_VIEWER_ERROR, NB_VIEWER_ERROR_AUTH) ||
+      g_error_matches(local, NB_VIEWER_ERROR, NB_VIEWER_ERROR_QUIT) ||
       g_error_matches(local, NB_VIEWER_ERROR, NB_VIEWER_ERROR_PASSWORD) ||
       g_error_matches(local, NB_VIEWER_ERROR, NB_VIEWER_ERROR_DISPLAY)) {
     g_propagate_error(error, g_steal_pointer(&local));
@@ -965,9 +1054,9 @@ nb_viewer_run(const NbViewerOptions *options, GError **error)
     set_title(viewer);
   } else {
     viewer->state = STATE_CONNECTING;
-    if (!viewer_connect(viewer, error))
+    if (!connect_asking(viewer, error))
       goto out;
-    if (!open_window(viewer, error))
+    if (viewer->window == NULL && !open_window(viewer, error))
       goto out;
   }
   if (options->verbose && viewer->state == STATE_CONNECTED)
@@ -975,6 +1064,11 @@ nb_viewer_run(const NbViewerOptions *options, GError **error)
   ok = run_loop(viewer, error);
 
 out:
+  /* Escape or closing the window at the password prompt is the user quitting. */
+  if (!ok && error && *error && g_error_matches(*error, NB_VIEWER_ERROR, NB_VIEWER_ERROR_QUIT)) {
+    g_clear_error(error);
+    ok = true;
+  }
   viewer_disconnect(viewer);
   if (viewer->texture)
     SDL_DestroyTexture(viewer->texture);

@@ -7,7 +7,8 @@
 # Checked: the remote picture appears, fullscreen by default and in a window; it is
 # scaled keeping its aspect ratio; keys (with modifiers) and clicks reach the server at
 # the right remote coordinates; Ctrl+Alt+F and Ctrl+Alt+Q stay with the viewer; a wrong
-# password is refused at once with status 1; the terminal prompt works without echo;
+# password is refused at once with status 1; the terminal prompt works without echo, and
+# with no terminal the password is typed into the window;
 # after the server is killed the viewer shows "reconnecting", sleeps instead of
 # spinning, and comes back by itself when the server does; a guest mode change
 # (DesktopSize) resizes the picture.
@@ -370,6 +371,28 @@ print("prompted, connected, no echo")
 EOF
 )
 [ $? -eq 0 ] && ok "terminal password: $out" || fail "terminal password: $out"
+
+# --- no terminal, no password file: the password is asked in the window -------------
+wait_for 20 sh -c '! DISPLAY='"$view"' xdotool search --class nestbox-viewer >/dev/null 2>&1'
+DISPLAY=$view setsid -w "$viewer" -v --window "$address" </dev/null >"$work/viewer-ask.log" 2>&1 &
+ask_pid=$!
+pids+=($ask_pid)
+wait_for 30 has_window || die "no window for the password prompt"
+awin=$(viewer_window)
+if wait_for 10 sh -c "DISPLAY=$view xdotool getwindowname $awin | grep -q ' — password — '"; then
+  DISPLAY=$view xdotool mousemove --window "$awin" 100 100
+  DISPLAY=$view xdotool type --delay 30 'secrex'
+  DISPLAY=$view xdotool key BackSpace t Return
+  if wait_for 20 grep -q "connected to $address" "$work/viewer-ask.log"; then
+    ok "no terminal: the password typed into the window (with a correction) was taken"
+  else
+    fail "window password: $(tail -3 "$work/viewer-ask.log")"
+  fi
+else
+  fail "no password prompt in the window: title $(DISPLAY=$view xdotool getwindowname "$awin")"
+fi
+kill $ask_pid 2>/dev/null
+wait $ask_pid 2>/dev/null
 
 # --- --wait: a thin client that boots before its server ----------------------------
 wait_for 20 sh -c '! DISPLAY='"$view"' xdotool search --class nestbox-viewer >/dev/null 2>&1'
