@@ -372,6 +372,15 @@ connect_socket(Viewer *viewer, GError **error)
   return fd;
 }
 
+static void
+forget_password(Viewer *viewer)
+{
+  if (viewer->password) {
+    explicit_bzero(viewer->password, strlen(viewer->password));
+    g_clear_pointer(&viewer->password, g_free);
+  }
+}
+
 static bool
 viewer_connect(Viewer *viewer, GError **error)
 {
@@ -412,7 +421,7 @@ viewer_connect(Viewer *viewer, GError **error)
     if (viewer->password_error) {
       g_propagate_error(error, g_steal_pointer(&viewer->password_error));
     } else if (viewer->password_asked) {
-      g_clear_pointer(&viewer->password, g_free);
+      forget_password(viewer);
       g_set_error(error, NB_VIEWER_ERROR, NB_VIEWER_ERROR_AUTH,
                   "the server at %s refused the password (%s) — check the password%s",
                   viewer->name, last_log[0] ? last_log : "authentication failed",
@@ -1077,10 +1086,7 @@ out:
   if (viewer->window)
     SDL_DestroyWindow(viewer->window);
   SDL_Quit();
-  if (viewer->password) {
-    explicit_bzero(viewer->password, strlen(viewer->password));
-    g_free(viewer->password);
-  }
+  forget_password(viewer);
   g_clear_error(&viewer->password_error);
   g_free(viewer->status_detail);
   g_free(viewer->reason);
