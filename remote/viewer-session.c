@@ -85,6 +85,12 @@ typedef struct {
   int buttons;
   int pointer_x, pointer_y;
 
+  /* A connection attempt made while the window is up runs on a thread of its own, so
+   * that the window stays responsive; quitting cancels it through these. */
+  GCancellable *cancel;
+  GMutex cancel_lock;
+  int cancel_fd;              /* a duplicate of the socket being set up, for shutdown() */
+
   /* The socket watcher thread. */
   SDL_Thread *reader;
   SDL_sem *reader_go;         /* posted when the main thread has read what was there */
@@ -339,7 +345,7 @@ connect_socket(Viewer *viewer, GError **error)
   g_autoptr(GError) local = NULL;
   g_autoptr(GSocketConnection) connection =
     g_socket_client_connect_to_host(socket_client, viewer->options->address.host,
-                                    viewer->options->address.port, NULL, &local);
+                                    viewer->options->address.port, viewer->cancel, &local);
   if (connection == NULL) {
     g_free(viewer->reason);
     viewer->reason = g_strdup(local->message);
@@ -360,6 +366,11 @@ connect_socket(Viewer *viewer, GError **error)
     g_set_error(error, NB_VIEWER_ERROR, NB_VIEWER_ERROR_CONNECT,
                 "cannot keep the connection to %s: %s", viewer->name, g_strerror(errno));
     return -1;
+  }
+  if (viewer->cancel) {
+    g_mutex_lock(&viewer->cancel_lock);
+    viewer->cancel_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    g_mutex_unlock(&viewer->cancel_lock);
   }
   /* The socket stays non-blocking: libvncclient's read timeout works only so. */
   int one = 1, idle = KEEPALIVE_IDLE_S, interval = KEEPALIVE_INTERVAL_S,
@@ -445,10 +456,18 @@ viewer_connect(Viewer *viewer, GError **error)
     g_clear_pointer(&viewer->fb, g_free);
     return false;
   }
+  return true;
+}
+
+/* The connection is up: watch its socket, from the main thread. */
+static bool
+viewer_connected(Viewer *viewer, GError **error)
+{
   if (!reader_start(viewer, error)) {
     reader_stop(viewer);
-    rfbClientCleanup(client);
+    rfbClientCleanup(viewer->client);
     viewer->client = NULL;
+    g_clear_pointer(&viewer->fb, g_free);
     return false;
   }
   viewer->state = STATE_CONNECTED;
@@ -857,14 +876,90 @@ ask_in_window(Viewer *viewer, bool *quit)
   return password;
 }
 
+typedef struct {
+  Viewer *viewer;
+  GError *error;
+  bool ok;
+  SDL_atomic_t done;
+} ConnectJob;
+
+static int
+connect_job(void *data)
+{
+  ConnectJob *job = data;
+  job->ok = viewer_connect(job->viewer, &job->error);
+  SDL_AtomicSet(&job->done, 1);
+  SDL_Event wake = { .type = job->viewer->readable_event };
+  wake.user.code = -1;  /* no connection's: only wakes the loop below */
+  SDL_PushEvent(&wake);
+  return 0;
+}
+
+/* viewer_connect, keeping the window alive meanwhile: it is redrawn, and closing it or
+ * Ctrl+Alt+Q cancels the attempt (a host that is off takes the whole connect timeout). */
+static bool
+connect_responsive(Viewer *viewer, GError **error)
+{
+  if (viewer->window == NULL)
+    return viewer_connect(viewer, error);
+  ConnectJob job = { .viewer = viewer };
+  viewer->cancel = g_cancellable_new();
+  viewer->cancel_fd = -1;
+  SDL_Thread *thread = SDL_CreateThread(connect_job, "vnc-connect", &job);
+  if (thread == NULL) {
+    g_clear_object(&viewer->cancel);
+    return viewer_connect(viewer, error);
+  }
+  bool quit = false;
+  while (!SDL_AtomicGet(&job.done)) {
+    render(viewer);
+    SDL_Event event;
+    if (!SDL_WaitEventTimeout(&event, 250))
+      continue;
+    do {
+      bool wants_quit = event.type == SDL_QUIT ||
+        (event.type == SDL_KEYDOWN && event.key.keysym.sym == SDLK_q &&
+         (event.key.keysym.mod & KMOD_CTRL) && (event.key.keysym.mod & KMOD_ALT));
+      if (wants_quit && !quit) {
+        quit = true;
+        g_cancellable_cancel(viewer->cancel);
+        g_mutex_lock(&viewer->cancel_lock);
+        if (viewer->cancel_fd >= 0)
+          shutdown(viewer->cancel_fd, SHUT_RDWR);  /* ends a handshake that hangs */
+        g_mutex_unlock(&viewer->cancel_lock);
+      }
+    } while (SDL_PollEvent(&event));
+  }
+  SDL_WaitThread(thread, NULL);
+  g_mutex_lock(&viewer->cancel_lock);
+  if (viewer->cancel_fd >= 0)
+    close(viewer->cancel_fd);
+  viewer->cancel_fd = -1;
+  g_mutex_unlock(&viewer->cancel_lock);
+  g_clear_object(&viewer->cancel);
+  if (quit) {
+    if (job.ok) {
+      rfbClientCleanup(viewer->client);
+      viewer->client = NULL;
+      g_clear_pointer(&viewer->fb, g_free);
+    }
+    g_clear_error(&job.error);
+    g_set_error(error, NB_VIEWER_ERROR, NB_VIEWER_ERROR_QUIT, "quit while connecting");
+    return false;
+  }
+  if (!job.ok)
+    g_propagate_error(error, job.error);
+  return job.ok;
+}
+
 /* Connects; when the server wants a password that only the window can ask for, asks
  * there and connects again. */
 static bool
 connect_asking(Viewer *viewer, GError **error)
 {
   g_autoptr(GError) local = NULL;
-  if (viewer_connect(viewer, &local))
-    return true;
+  if (connect_responsive(viewer, &local))
+    return viewer_connected(viewer, error);
   if (!g_error_matches(local, NB_VIEWER_ERROR, NB_VIEWER_ERROR_NO_TERMINAL)) {
     g_propagate_error(error, g_steal_pointer(&local));
     return false;
@@ -884,7 +979,7 @@ connect_asking(Viewer *viewer, GError **error)
     g_set_error(error, NB_VIEWER_ERROR, NB_VIEWER_ERROR_QUIT, "quit at the password prompt");
     return false;
   }
-  return viewer_connect(viewer, error);
+  return connect_responsive(viewer, error) && viewer_connected(viewer, error);
 }
 
 static bool
@@ -1023,6 +1118,8 @@ nb_viewer_run(const NbViewerOptions *options, GError **error)
   viewer->options = options;
   viewer->name = nb_viewer_address_to_string(&options->address);
   viewer->reader_stop[0] = viewer->reader_stop[1] = -1;
+  viewer->cancel_fd = -1;
+  g_mutex_init(&viewer->cancel_lock);
   nb_viewer_keyboard_init(&viewer->keyboard, send_key, viewer);
   log_viewer = viewer;
   rfbClientLog = on_rfb_log;
@@ -1091,6 +1188,7 @@ out:
   g_free(viewer->status_detail);
   g_free(viewer->reason);
   g_free(viewer->name);
+  g_mutex_clear(&viewer->cancel_lock);
   log_viewer = NULL;
   return ok;
 }

@@ -422,6 +422,41 @@ fi
 kill $wait_pid
 wait $wait_pid 2>/dev/null
 
+# --- a server that accepts and then says nothing: the window stays responsive --------
+python3 - "$work/silent.port" <<'EOF' &
+import socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(4)
+with open(sys.argv[1], "w") as f:
+    f.write(str(s.getsockname()[1]))
+held = []
+while True:
+    c, _ = s.accept()
+    held.append(c)  # never answers
+EOF
+pids+=($!)
+wait_for 10 test -s "$work/silent.port" || die "the silent server did not start"
+wait_for 20 sh -c '! DISPLAY='"$view"' xdotool search --class nestbox-viewer >/dev/null 2>&1'
+DISPLAY=$view "$viewer" --wait --window "127.0.0.1::$(cat "$work/silent.port")" \
+  >"$work/viewer-silent.log" 2>&1 &
+silent_pid=$!
+pids+=($silent_pid)
+wait_for 30 has_window || die "no window for the silent server"
+sleep 2  # the first try is under way: the handshake waits for the server's greeting
+DISPLAY=$view xdotool mousemove --window "$(viewer_window)" 100 100 key ctrl+alt+q
+if wait_for 5 sh -c "! kill -0 $silent_pid 2>/dev/null"; then
+  wait $silent_pid
+  status=$?
+  if [ $status -eq 0 ]; then
+    ok "Ctrl+Alt+Q during a hanging handshake quit at once (status 0)"
+  else
+    fail "quit during a handshake: status $status: $(cat "$work/viewer-silent.log")"
+  fi
+else
+  fail "Ctrl+Alt+Q during a hanging handshake did not quit within 5 s"
+fi
+
 # --- QEMU's VNC server: a guest mode change resizes the picture ---------------------------
 qport=$(free_display_port)
 qdisplay=$((qport - 5900))
