@@ -149,6 +149,7 @@ nb_vnc_spec_free(NbVncSpec *spec)
     return;
   g_free(spec->listen);
   g_free(spec->password_file);
+  g_free(spec->keymap);
   g_free(spec);
 }
 
@@ -204,6 +205,9 @@ nb_vnc_spec_parse(const char *text, GError **error)
   for (char **p = parts[0] ? parts + 1 : parts; *p; p++) {
     if (g_str_has_prefix(*p, "password-file=") && (*p)[14] != '\0' && spec->password_file == NULL) {
       spec->password_file = g_strdup(*p + 14);
+    } else if (g_str_has_prefix(*p, "keymap=") && (*p)[7] != '\0' && spec->keymap == NULL) {
+      /* The VNC server knows the layouts and refuses one it lacks. */
+      spec->keymap = g_strdup(*p + 7);
     } else if (g_str_has_prefix(*p, "websocket=") && spec->websocket == 0) {
       if (!parse_port_number(*p + 10, 1, 65535, &spec->websocket)) {
         g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
@@ -214,7 +218,7 @@ nb_vnc_spec_parse(const char *text, GError **error)
     } else {
       g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
                   "--vnc %s: “%s” is not understood (once each: password-file=PATH, "
-                  "websocket=PORT)",
+                  "websocket=PORT, keymap=us|de|fr)",
                   text, *p);
       nb_vnc_spec_free(spec);
       return NULL;
@@ -254,7 +258,7 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
     { "console-port", 0, 0, G_OPTION_ARG_STRING_ARRAY, &ports, "Named virtio-console port on a UNIX socket (repeatable)", "NAME=SOCKET" },
     { "rng", 0, 0, G_OPTION_ARG_NONE, &rng, "Give the guest a virtio entropy source", NULL },
     { "console", 0, 0, G_OPTION_ARG_STRING, &console, "Guest console device: serial (default) or hvc", "DEVICE" },
-    { "vnc", 0, 0, G_OPTION_ARG_STRING, &vnc, "Give the machine a screen, keyboard and tablet, served over VNC", "[HOST]:N[,password-file=PATH][,websocket=PORT]" },
+    { "vnc", 0, 0, G_OPTION_ARG_STRING, &vnc, "Give the machine a screen, keyboard and tablet, served over VNC", "[HOST]:N[,password-file=PATH][,websocket=PORT][,keymap=us|de|fr]" },
     G_OPTION_ENTRY_NULL,
   };
 

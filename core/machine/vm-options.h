@@ -34,12 +34,13 @@ typedef struct {
   char *socket_path;
 } NbConsolePortSpec;
 
-/* --vnc [HOST]:DISPLAY[,password-file=PATH][,websocket=PORT] */
+/* --vnc [HOST]:DISPLAY[,password-file=PATH][,websocket=PORT][,keymap=LAYOUT] */
 typedef struct {
   char *listen;          /* address to bind; default 127.0.0.1 */
   unsigned display;      /* 0..99: TCP port 5900 + display */
   char *password_file;   /* NULL: no password (only sensible on 127.0.0.1) */
   unsigned websocket;    /* extra port for WebSocket (noVNC) clients; 0: none */
+  char *keymap;          /* the guest's keyboard layout (us, de, fr); NULL: us */
 } NbVncSpec;
 
 #define NB_VNC_MAX_DISPLAY 99

@@ -322,6 +322,12 @@ nb_virtio_input_tablet_event(NbVirtioInput *in, unsigned x, unsigned y, unsigned
     nb_virtio_pci_kick(in->vp, EVENT_QUEUE);
 }
 
+bool
+nb_virtio_input_is_active(NbVirtioInput *in)
+{
+  return nb_virtio_pci_is_active(in->vp);
+}
+
 guint64
 nb_virtio_input_dropped(NbVirtioInput *in)
 {

@@ -63,5 +63,8 @@ bool nb_virtio_input_key_event(NbVirtioInput *in, unsigned keycode, bool pressed
 void nb_virtio_input_tablet_event(NbVirtioInput *in, unsigned x, unsigned y, unsigned buttons,
                                   int wheel);
 
+/* Whether the guest's driver runs it (DRIVER_OK). */
+bool nb_virtio_input_is_active(NbVirtioInput *in);
+
 /* Events dropped because the guest gave no buffers, for tests and stats. */
 guint64 nb_virtio_input_dropped(NbVirtioInput *in);

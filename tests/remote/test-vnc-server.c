@@ -1,0 +1,332 @@
+/* The VNC server against a real client (libvncclient, in a separate
+ * process): exact pixels, password refusal, resize on a mode change, keys
+ * through the German and French keymaps, pointer scaling, and twenty
+ * clients at once. No guest: the test draws into the framebuffer itself. */
+#include "test-pattern.h"
+#include "vnc-server.h"
+
+#include <gio/gio.h>
+#include <linux/input-event-codes.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct {
+  GArray *keys;          /* int: +code pressed, -code released */
+  unsigned x, y, buttons;
+  unsigned pointer_events;
+} Input;
+
+static void
+input_key(void *ctx, unsigned keycode, bool pressed)
+{
+  Input *in = ctx;
+  int v = pressed ? (int)keycode : -(int)keycode;
+  g_array_append_val(in->keys, v);
+}
+
+static void
+input_pointer(void *ctx, unsigned x, unsigned y, unsigned buttons, int wheel)
+{
+  Input *in = ctx;
+  in->x = x;
+  in->y = y;
+  in->buttons = buttons;
+  in->pointer_events++;
+}
+
+static const NbVncInput input_ops = { input_key, input_pointer };
+
+typedef struct {
+  NbFramebuffer *fb;
+  NbVncServer *server;
+  Input input;
+  char *password_file;
+  GMainLoop *loop;
+  int status;
+  GString *output;
+  bool resize_on_match;
+} Fixture;
+
+static void
+draw(NbFramebuffer *fb, unsigned w, unsigned h)
+{
+  NbFbMode m = { .enabled = true, .width = w, .height = h, .stride = w * 4 + 64,
+                 .bytes_per_pixel = 4, .format = NB_FB_FORMAT_XRGB8888, .offset = 4096 };
+  uint8_t *p = nb_framebuffer_data(fb);
+  for (unsigned y = 0; y < h; y++)
+    for (unsigned x = 0; x < w; x++) {
+      uint32_t v = nb_test_pattern_rgb(x, y);
+      memcpy(p + m.offset + (size_t)y * m.stride + x * 4, &v, 4);
+    }
+  nb_framebuffer_set_mode(fb, &m);
+}
+
+static NbVncServer *
+start_server(Fixture *f, const char *keymap, bool with_password)
+{
+  for (unsigned display = 60; display < 100; display++) {
+    NbVncSpec spec = { .listen = (char *)"127.0.0.1", .display = display,
+                       .password_file = with_password ? f->password_file : NULL,
+                       .keymap = (char *)keymap };
+    g_autoptr(GError) error = NULL;
+    NbVncServer *s = nb_vnc_server_new(&spec, &error);
+    if (s)
+      return s;
+    g_assert_error(error, NB_VNC_ERROR, NB_VNC_ERROR_CONFIG);
+  }
+  g_error("no free VNC display between 60 and 99");
+}
+
+static void
+setup(Fixture *f, const char *keymap, bool with_password)
+{
+  memset(f, 0, sizeof *f);
+  g_autoptr(GError) error = NULL;
+  f->fb = nb_framebuffer_new("test-fb", 8u << 20, &error);
+  g_assert_no_error(error);
+  draw(f->fb, 640, 480);
+  f->input.keys = g_array_new(FALSE, FALSE, sizeof(int));
+  g_autofree char *dir = g_dir_make_tmp("nb-vnc-XXXXXX", &error);
+  g_assert_no_error(error);
+  f->password_file = g_build_filename(dir, "password", NULL);
+  g_assert_true(g_file_set_contents(f->password_file, "s3cret\n", -1, NULL));
+  f->server = start_server(f, keymap, with_password);
+  nb_vnc_server_attach(f->server, f->fb, &input_ops, &f->input);
+  f->loop = g_main_loop_new(NULL, FALSE);
+  f->output = g_string_new(NULL);
+}
+
+static void
+teardown(Fixture *f)
+{
+  nb_vnc_server_free(f->server);
+  nb_framebuffer_free(f->fb);
+  g_array_free(f->input.keys, TRUE);
+  g_autofree char *dir = g_path_get_dirname(f->password_file);
+  unlink(f->password_file);
+  rmdir(dir);
+  g_free(f->password_file);
+  g_main_loop_unref(f->loop);
+  g_string_free(f->output, TRUE);
+}
+
+static void read_line(Fixture *f, GDataInputStream *in);
+
+static void
+on_line(GObject *source, GAsyncResult *res, gpointer data)
+{
+  Fixture *f = data;
+  g_autofree char *line = g_data_input_stream_read_line_finish(G_DATA_INPUT_STREAM(source), res,
+                                                               NULL, NULL);
+  if (line == NULL) {
+    g_object_unref(source);
+    return;
+  }
+  g_string_append_printf(f->output, "%s\n", line);
+  /* The guest switches mode once the client has seen the first picture. */
+  if (f->resize_on_match && g_str_equal(line, "MATCH 640x480"))
+    draw(f->fb, 800, 600);
+  read_line(f, G_DATA_INPUT_STREAM(source));
+}
+
+static void
+read_line(Fixture *f, GDataInputStream *in)
+{
+  g_data_input_stream_read_line_async(in, G_PRIORITY_DEFAULT, NULL, on_line, f);
+}
+
+static void
+on_client_exit(GObject *source, GAsyncResult *res, gpointer data)
+{
+  Fixture *f = data;
+  g_subprocess_wait_finish(G_SUBPROCESS(source), res, NULL);
+  f->status = g_subprocess_get_if_exited(G_SUBPROCESS(source))
+                  ? g_subprocess_get_exit_status(G_SUBPROCESS(source)) : -1;
+  g_main_loop_quit(f->loop);
+}
+
+/* Runs the client with these arguments while the server's loop runs;
+ * returns its exit status, its output in f->output. */
+static int
+run_client(Fixture *f, const char *first, ...)
+{
+  g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
+  const char *client = g_getenv("NB_VNC_TEST_CLIENT");
+  g_assert_nonnull(client);
+  g_ptr_array_add(args, g_strdup(client));
+  g_ptr_array_add(args, g_strdup_printf("127.0.0.1:%u", nb_vnc_server_port(f->server)));
+  va_list ap;
+  va_start(ap, first);
+  for (const char *a = first; a; a = va_arg(ap, const char *))
+    g_ptr_array_add(args, g_strdup(a));
+  va_end(ap);
+  g_ptr_array_add(args, NULL);
+  g_autoptr(GError) error = NULL;
+  g_string_truncate(f->output, 0);
+  GSubprocess *p = g_subprocess_newv((const char *const *)args->pdata,
+                                     G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error);
+  g_assert_no_error(error);
+  read_line(f, g_data_input_stream_new(g_subprocess_get_stdout_pipe(p)));
+  g_subprocess_wait_async(p, NULL, on_client_exit, f);
+  g_main_loop_run(f->loop);
+  /* Let the last lines of output in. */
+  for (int i = 0; i < 50 && g_main_context_iteration(NULL, FALSE); i++)
+    ;
+  g_object_unref(p);
+  g_test_message("client said:\n%s", f->output->str);
+  return f->status;
+}
+
+static void
+test_pixels_and_password(void)
+{
+  Fixture f;
+  setup(&f, NULL, true);
+  g_assert_cmpint(run_client(&f, "--password-file", f.password_file, "--pattern", "640x480",
+                             "--timeout", "20", NULL), ==, 0);
+  g_assert_nonnull(strstr(f.output->str, "MATCH 640x480"));
+
+  /* A wrong password, and none at all, are refused. */
+  g_autofree char *wrong = g_strconcat(f.password_file, ".wrong", NULL);
+  g_assert_true(g_file_set_contents(wrong, "guess\n", -1, NULL));
+  g_assert_cmpint(run_client(&f, "--password-file", wrong, "--pattern", "640x480",
+                             "--timeout", "5", NULL), ==, 3);
+  g_assert_nonnull(strstr(f.output->str, "AUTH-FAILED"));
+  g_assert_cmpint(run_client(&f, "--pattern", "640x480", "--timeout", "5", NULL), ==, 3);
+  unlink(wrong);
+
+  /* The guest draws: the client sees the change. */
+  uint32_t v = 0x123456;
+  NbFbMode m;
+  nb_framebuffer_get_mode(f.fb, &m);
+  memcpy(nb_framebuffer_data(f.fb) + m.offset + 100 * m.stride + 200 * 4, &v, 4);
+  g_assert_cmpint(run_client(&f, "--password-file", f.password_file, "--pattern", "640x480",
+                             "--timeout", "3", NULL), ==, 1);
+  g_assert_nonnull(strstr(f.output->str, "MISMATCH at 200,100: got 123456"));
+  teardown(&f);
+}
+
+static void
+test_resize(void)
+{
+  Fixture f;
+  setup(&f, NULL, false);
+  f.resize_on_match = true;
+  g_assert_cmpint(run_client(&f, "--pattern", "640x480", "--pattern", "800x600", "--timeout", "20",
+                             NULL), ==, 0);
+  g_assert_nonnull(strstr(f.output->str, "MATCH 800x600"));
+  teardown(&f);
+}
+
+static void
+expect_keys(Fixture *f, const int *want, unsigned n)
+{
+  GString *got = g_string_new(NULL);
+  for (guint i = 0; i < f->input.keys->len; i++)
+    g_string_append_printf(got, "%d ", g_array_index(f->input.keys, int, i));
+  GString *exp = g_string_new(NULL);
+  for (unsigned i = 0; i < n; i++)
+    g_string_append_printf(exp, "%d ", want[i]);
+  g_assert_cmpstr(got->str, ==, exp->str);
+  g_string_free(got, TRUE);
+  g_string_free(exp, TRUE);
+  g_array_set_size(f->input.keys, 0);
+}
+
+static void
+test_keys_us(void)
+{
+  Fixture f;
+  setup(&f, "us", false);
+  /* "a", then "A" with the user's Shift, then "!" without it (Shift is added),
+   * then Return and F1. */
+  g_assert_cmpint(run_client(&f, "--keys", "0x61,+0xffe1,0x41,-0xffe1,0x21,0xff0d,0xffbe", NULL), ==, 0);
+  const int want[] = { KEY_A, -KEY_A, KEY_LEFTSHIFT, KEY_A, -KEY_A, -KEY_LEFTSHIFT,
+                       KEY_LEFTSHIFT, KEY_1, -KEY_LEFTSHIFT, -KEY_1,
+                       KEY_ENTER, -KEY_ENTER, KEY_F1, -KEY_F1 };
+  expect_keys(&f, want, G_N_ELEMENTS(want));
+  teardown(&f);
+}
+
+static void
+test_keys_de(void)
+{
+  Fixture f;
+  setup(&f, "de", false);
+  /* ä, ß, z (on the Y key), @ (AltGr+Q) typed on a US client holding
+   * nothing, and Ö with Shift held. */
+  g_assert_cmpint(run_client(&f, "--keys", "0xe4,0xdf,0x7a,0x40,+0xffe1,0xd6,-0xffe1", NULL), ==, 0);
+  const int want[] = { KEY_APOSTROPHE, -KEY_APOSTROPHE, KEY_MINUS, -KEY_MINUS, KEY_Y, -KEY_Y,
+                       KEY_RIGHTALT, KEY_Q, -KEY_RIGHTALT, -KEY_Q,
+                       KEY_LEFTSHIFT, KEY_SEMICOLON, -KEY_SEMICOLON, -KEY_LEFTSHIFT };
+  expect_keys(&f, want, G_N_ELEMENTS(want));
+  teardown(&f);
+}
+
+static void
+test_keys_fr(void)
+{
+  Fixture f;
+  setup(&f, "fr", false);
+  /* é, a (on the Q key), 1 (Shift+&), € (AltGr+E). */
+  g_assert_cmpint(run_client(&f, "--keys", "0xe9,0x61,0x31,0x20ac", NULL), ==, 0);
+  const int want[] = { KEY_2, -KEY_2, KEY_Q, -KEY_Q, KEY_LEFTSHIFT, KEY_1, -KEY_LEFTSHIFT, -KEY_1,
+                       KEY_RIGHTALT, KEY_E, -KEY_RIGHTALT, -KEY_E };
+  expect_keys(&f, want, G_N_ELEMENTS(want));
+  teardown(&f);
+}
+
+static void
+test_pointer(void)
+{
+  Fixture f;
+  setup(&f, NULL, false);
+  g_assert_cmpint(run_client(&f, "--pattern", "640x480", "--pointer", "320,479", NULL), ==, 0);
+  g_assert_cmpuint(f.input.pointer_events, >=, 1);
+  g_assert_cmpuint(f.input.x, ==, 320u * 32767 / 639);
+  g_assert_cmpuint(f.input.y, ==, 32767);
+  teardown(&f);
+}
+
+static void
+test_many_clients(void)
+{
+  Fixture f;
+  setup(&f, NULL, true);
+  g_assert_cmpint(run_client(&f, "--password-file", f.password_file, "--clients", "20",
+                             "--pattern", "640x480", "--timeout", "60", NULL), ==, 0);
+  g_assert_nonnull(strstr(f.output->str, "CONNECTED 20"));
+  /* Past the limit, clients are refused; those within it are served. */
+  g_assert_cmpint(run_client(&f, "--password-file", f.password_file, "--clients", "33", NULL), ==, 3);
+  g_assert_nonnull(strstr(f.output->str, "AUTH-FAILED client 32"));
+  teardown(&f);
+}
+
+static void
+test_bad_config(void)
+{
+  g_autoptr(GError) error = NULL;
+  NbVncSpec spec = { .listen = (char *)"127.0.0.1", .display = 61, .keymap = (char *)"xx" };
+  g_assert_null(nb_vnc_server_new(&spec, &error));
+  g_assert_nonnull(strstr(error->message, "keymap"));
+  g_clear_error(&error);
+  spec.keymap = NULL;
+  spec.password_file = (char *)"/nonexistent/password";
+  g_assert_null(nb_vnc_server_new(&spec, &error));
+  g_assert_nonnull(strstr(error->message, "password file"));
+}
+
+int
+main(int argc, char **argv)
+{
+  g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/vnc-server/pixels-and-password", test_pixels_and_password);
+  g_test_add_func("/vnc-server/resize", test_resize);
+  g_test_add_func("/vnc-server/keys-us", test_keys_us);
+  g_test_add_func("/vnc-server/keys-de", test_keys_de);
+  g_test_add_func("/vnc-server/keys-fr", test_keys_fr);
+  g_test_add_func("/vnc-server/pointer", test_pointer);
+  g_test_add_func("/vnc-server/many-clients", test_many_clients);
+  g_test_add_func("/vnc-server/bad-config", test_bad_config);
+  return g_test_run();
+}
