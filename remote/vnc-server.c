@@ -48,7 +48,10 @@ struct NbVncServer {
   GThread *ws_thread;
 };
 
-/* libvncserver writes its log to stderr; ours goes through GLib. */
+/* libvncserver writes its log to stderr; ours goes through GLib. Its
+ * logging hook takes printf formats, which it builds itself. */
+static void vnc_log(const char *format, ...) G_GNUC_PRINTF(1, 2);
+
 static void
 vnc_log(const char *format, ...)
 {

@@ -170,7 +170,6 @@ NbVncSpec *
 nb_vnc_spec_parse(const char *text, GError **error)
 {
   g_auto(GStrv) parts = g_strsplit(text, ",", -1);
-  g_autoptr(GError) local = NULL;
   NbVncSpec *spec = g_new0(NbVncSpec, 1);
   const char *addr = parts[0] ? parts[0] : "";
   /* HOST:N, [IPV6]:N or :N; the display is after the last colon. */

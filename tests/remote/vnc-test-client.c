@@ -38,6 +38,8 @@ get_password(rfbClient *client)
   return strdup(password ? password : "");
 }
 
+static void quiet_log(const char *format, ...) G_GNUC_PRINTF(1, 2);
+
 static void
 quiet_log(const char *format, ...)
 {
