@@ -61,13 +61,16 @@ draw(NbFramebuffer *fb, unsigned w, unsigned h)
   nb_framebuffer_set_mode(fb, &m);
 }
 
+static unsigned websocket_port;   /* 0: none */
+
 static NbVncServer *
 start_server(Fixture *f, const char *keymap, bool with_password)
 {
   for (unsigned display = 60; display < 100; display++) {
     NbVncSpec spec = { .listen = (char *)"127.0.0.1", .display = display,
                        .password_file = with_password ? f->password_file : NULL,
-                       .keymap = (char *)keymap };
+                       .keymap = (char *)keymap,
+                       .websocket = websocket_port ? websocket_port + display : 0 };
     g_autoptr(GError) error = NULL;
     NbVncServer *s = nb_vnc_server_new(&spec, &error);
     if (s)
@@ -302,6 +305,56 @@ test_many_clients(void)
   teardown(&f);
 }
 
+/* What a browser (noVNC) sends: an HTTP upgrade; the RFB greeting must
+ * come back inside a WebSocket frame. */
+static bool
+websocket_greets(unsigned port)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSocketClient) client = g_socket_client_new();
+  g_socket_client_set_timeout(client, 10);
+  g_autoptr(GSocketConnection) conn = g_socket_client_connect_to_host(client, "127.0.0.1", (guint16)port,
+                                                                      NULL, &error);
+  g_assert_no_error(error);
+  const char *req = "GET /websockify HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://127.0.0.1\r\n"
+                    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                    "Sec-WebSocket-Protocol: binary\r\n\r\n";
+  GOutputStream *out = g_io_stream_get_output_stream(G_IO_STREAM(conn));
+  g_assert_true(g_output_stream_write_all(out, req, strlen(req), NULL, NULL, &error));
+  GInputStream *in = g_io_stream_get_input_stream(G_IO_STREAM(conn));
+  GString *got = g_string_new(NULL);
+  char buf[4096];
+  while (!strstr(got->str, "RFB 003.008")) {
+    gssize n = g_input_stream_read(in, buf, sizeof buf - 1, NULL, NULL);
+    if (n <= 0)
+      break;
+    buf[n] = '\0';
+    /* The frame header has no NULs for a short text; keep it as text. */
+    for (gssize i = 0; i < n; i++)
+      if (buf[i] == '\0')
+        buf[i] = '.';
+    g_string_append_len(got, buf, n);
+  }
+  bool ok = g_str_has_prefix(got->str, "HTTP/1.1 101") && strstr(got->str, "RFB 003.008");
+  if (!ok)
+    g_test_message("WebSocket answer: %s", got->str);
+  g_string_free(got, TRUE);
+  return ok;
+}
+
+static void
+test_websocket(void)
+{
+  Fixture f;
+  websocket_port = 5000;   /* 5000 + display */
+  setup(&f, NULL, false);
+  websocket_port = 0;
+  g_assert_true(websocket_greets(nb_vnc_server_port(f.server)));
+  g_assert_true(websocket_greets(nb_vnc_server_port(f.server) - 5900 + 5000));
+  teardown(&f);
+}
+
 static void
 test_bad_config(void)
 {
@@ -327,6 +380,7 @@ main(int argc, char **argv)
   g_test_add_func("/vnc-server/keys-fr", test_keys_fr);
   g_test_add_func("/vnc-server/pointer", test_pointer);
   g_test_add_func("/vnc-server/many-clients", test_many_clients);
+  g_test_add_func("/vnc-server/websocket", test_websocket);
   g_test_add_func("/vnc-server/bad-config", test_bad_config);
   return g_test_run();
 }
