@@ -45,6 +45,7 @@ typedef struct {
   int status;
   GString *output;
   bool resize_on_match;
+  int pending;           /* the client's exit and the end of its output */
 } Fixture;
 
 static void
@@ -123,6 +124,8 @@ on_line(GObject *source, GAsyncResult *res, gpointer data)
                                                                NULL, NULL);
   if (line == NULL) {
     g_object_unref(source);
+    if (--f->pending == 0)
+      g_main_loop_quit(f->loop);
     return;
   }
   g_string_append_printf(f->output, "%s\n", line);
@@ -145,7 +148,8 @@ on_client_exit(GObject *source, GAsyncResult *res, gpointer data)
   g_subprocess_wait_finish(G_SUBPROCESS(source), res, NULL);
   f->status = g_subprocess_get_if_exited(G_SUBPROCESS(source))
                   ? g_subprocess_get_exit_status(G_SUBPROCESS(source)) : -1;
-  g_main_loop_quit(f->loop);
+  if (--f->pending == 0)
+    g_main_loop_quit(f->loop);
 }
 
 /* Runs the client with these arguments while the server's loop runs;
@@ -169,12 +173,10 @@ run_client(Fixture *f, const char *first, ...)
   GSubprocess *p = g_subprocess_newv((const char *const *)args->pdata,
                                      G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error);
   g_assert_no_error(error);
+  f->pending = 2;
   read_line(f, g_data_input_stream_new(g_subprocess_get_stdout_pipe(p)));
   g_subprocess_wait_async(p, NULL, on_client_exit, f);
   g_main_loop_run(f->loop);
-  /* Let the last lines of output in. */
-  for (int i = 0; i < 50 && g_main_context_iteration(NULL, FALSE); i++)
-    ;
   g_object_unref(p);
   g_test_message("client said:\n%s", f->output->str);
   return f->status;
@@ -355,6 +357,88 @@ test_websocket(void)
   teardown(&f);
 }
 
+/* A raw RFB 3.8 session without a password, up to the normal phase. */
+static GSocketConnection *
+raw_session(unsigned port)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSocketClient) client = g_socket_client_new();
+  g_socket_client_set_timeout(client, 10);
+  GSocketConnection *conn = g_socket_client_connect_to_host(client, "127.0.0.1", (guint16)port, NULL,
+                                                            &error);
+  g_assert_no_error(error);
+  GInputStream *in = g_io_stream_get_input_stream(G_IO_STREAM(conn));
+  GOutputStream *out = g_io_stream_get_output_stream(G_IO_STREAM(conn));
+  char buf[256];
+  gsize n;
+  g_assert_true(g_input_stream_read_all(in, buf, 12, &n, NULL, &error) && n == 12);
+  g_assert_true(g_output_stream_write_all(out, "RFB 003.008\n", 12, NULL, NULL, &error));
+  g_assert_true(g_input_stream_read_all(in, buf, 1, &n, NULL, &error) && n == 1);
+  unsigned types = (unsigned char)buf[0];
+  g_assert_cmpuint(types, >=, 1);
+  g_assert_true(g_input_stream_read_all(in, buf, types, &n, NULL, &error));
+  g_assert_true(memchr(buf, 1, types) != NULL);   /* None */
+  g_assert_true(g_output_stream_write_all(out, "\x01", 1, NULL, NULL, &error));
+  g_assert_true(g_input_stream_read_all(in, buf, 4, &n, NULL, &error) && n == 4);
+  g_assert_cmpmem(buf, 4, "\0\0\0\0", 4);
+  g_assert_true(g_output_stream_write_all(out, "\x01", 1, NULL, NULL, &error));   /* shared */
+  g_assert_true(g_input_stream_read_all(in, buf, 24, &n, NULL, &error) && n == 24);
+  guint32 name_len = (guint32)(unsigned char)buf[20] << 24 | (guint32)(unsigned char)buf[21] << 16 |
+                     (guint32)(unsigned char)buf[22] << 8 | (unsigned char)buf[23];
+  g_assert_cmpuint(name_len, <, sizeof buf);
+  g_assert_true(g_input_stream_read_all(in, buf, name_len, &n, NULL, &error));
+  return conn;
+}
+
+/* Whether the server hangs up within a few seconds (reads and drops any
+ * updates it still sends). */
+static bool
+hangs_up(GSocketConnection *conn)
+{
+  GSocket *sock = g_socket_connection_get_socket(conn);
+  g_socket_set_timeout(sock, 5);
+  char buf[65536];
+  for (;;) {
+    g_autoptr(GError) error = NULL;
+    gssize n = g_socket_receive(sock, buf, sizeof buf, NULL, &error);
+    if (n == 0 || (n < 0 && !g_error_matches(error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)))
+      return true;
+    if (n < 0)
+      return false;
+  }
+}
+
+/* Hostile clients: oversized cut text, an unknown message type, a huge
+ * SetEncodings list. Each is dealt with; a proper client is served after. */
+static void
+test_bad_clients(void)
+{
+  Fixture f;
+  setup(&f, NULL, false);
+  unsigned port = nb_vnc_server_port(f.server);
+  /* ClientCutText claiming 2 GiB. */
+  GSocketConnection *conn = raw_session(port);
+  GOutputStream *out = g_io_stream_get_output_stream(G_IO_STREAM(conn));
+  g_assert_true(g_output_stream_write_all(out, "\x06\0\0\0\x7f\xff\xff\xff", 8, NULL, NULL, NULL));
+  g_assert_true(hangs_up(conn));
+  g_object_unref(conn);
+  /* A message type that does not exist. */
+  conn = raw_session(port);
+  out = g_io_stream_get_output_stream(G_IO_STREAM(conn));
+  g_assert_true(g_output_stream_write_all(out, "\xee\xee\xee\xee", 4, NULL, NULL, NULL));
+  g_assert_true(hangs_up(conn));
+  g_object_unref(conn);
+  /* SetEncodings announcing 65535 encodings and sending a few: the server
+   * waits for the rest, then the client goes away. */
+  conn = raw_session(port);
+  out = g_io_stream_get_output_stream(G_IO_STREAM(conn));
+  g_assert_true(g_output_stream_write_all(out, "\x02\0\xff\xff\0\0\0\0\0\0\0\x05", 12, NULL, NULL, NULL));
+  g_object_unref(conn);
+  /* The server and a proper client are fine. */
+  g_assert_cmpint(run_client(&f, "--pattern", "640x480", "--timeout", "20", NULL), ==, 0);
+  teardown(&f);
+}
+
 static void
 test_bad_config(void)
 {
@@ -381,6 +465,7 @@ main(int argc, char **argv)
   g_test_add_func("/vnc-server/pointer", test_pointer);
   g_test_add_func("/vnc-server/many-clients", test_many_clients);
   g_test_add_func("/vnc-server/websocket", test_websocket);
+  g_test_add_func("/vnc-server/bad-clients", test_bad_clients);
   g_test_add_func("/vnc-server/bad-config", test_bad_config);
   return g_test_run();
 }
