@@ -74,8 +74,10 @@ fi
 
 # gvnccapture (gtk-vnc) saves the same picture.
 NB_CHECKS=$((NB_CHECKS + 1))
-if timeout 60 gvnccapture --password="$(cat "$NB_WORK/password")" "127.0.0.1:$display" \
-     "$NB_WORK/capture.png" > "$NB_WORK/gvnc.log" 2>&1 &&
+# It asks for the password on its terminal: give it one with script(1).
+if (sleep 2; cat "$NB_WORK/password") | timeout 60 script -qec \
+     "gvnccapture 127.0.0.1:$display $NB_WORK/capture.png" /dev/null > "$NB_WORK/gvnc.log" 2>&1 &&
+   [ -s "$NB_WORK/capture.png" ] &&
    convert "$NB_WORK/capture.png" -depth 8 "rgb:$NB_WORK/capture.rgb" 2>> "$NB_WORK/gvnc.log" &&
    python3 - "$NB_WORK/capture.rgb" "$width" "$height" >> "$NB_WORK/gvnc.log" 2>&1 <<'PY'
 import sys
