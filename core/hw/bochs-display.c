@@ -222,8 +222,10 @@ dispi_write(NbBochsDisplay *dev, unsigned index, uint16_t value)
     r[index] = value & (NB_DISPI_ENABLED | NB_DISPI_GETCAPS | NB_DISPI_8BIT_DAC |
                         NB_DISPI_LFB_ENABLED | NB_DISPI_NOCLEARMEM);
     /* Turning a mode on clears the screen unless asked not to, as VBE does. */
-    if (!was_on && (value & NB_DISPI_ENABLED) && !(value & NB_DISPI_NOCLEARMEM))
+    if (!was_on && (value & NB_DISPI_ENABLED) && !(value & NB_DISPI_NOCLEARMEM)) {
       memset(nb_framebuffer_data(dev->fb), 0, dev->vram_size);
+      nb_framebuffer_invalidate(dev->fb);
+    }
     break;
   }
   case NB_DISPI_BANK:

@@ -164,6 +164,14 @@ nb_framebuffer_set_mode(NbFramebuffer *fb, const NbFbMode *mode)
 }
 
 void
+nb_framebuffer_invalidate(NbFramebuffer *fb)
+{
+  g_mutex_lock(&fb->lock);
+  fb->mode_gen++;
+  g_mutex_unlock(&fb->lock);
+}
+
+void
 nb_framebuffer_get_mode(NbFramebuffer *fb, NbFbMode *mode)
 {
   g_mutex_lock(&fb->lock);

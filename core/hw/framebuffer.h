@@ -101,6 +101,9 @@ unsigned nb_fb_format_bytes_per_pixel(NbFbFormat format);
 /* Producer side: publishes a new mode (invalid modes are published as
  * disabled). Any thread. */
 void nb_framebuffer_set_mode(NbFramebuffer *fb, const NbFbMode *mode);
+/* The producer changed pixels itself (not through the guest's mapping, so
+ * the dirty log does not show it): the next refresh repaints everything. */
+void nb_framebuffer_invalidate(NbFramebuffer *fb);
 /* The producer's dirty log; NULL for none. Before consumers refresh. */
 void nb_framebuffer_set_dirty_log(NbFramebuffer *fb, NbFbDirtyLogFunc func, void *ctx);
 

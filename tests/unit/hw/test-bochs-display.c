@@ -305,6 +305,20 @@ test_dirty_log(void)
   g_assert_cmpuint(r.x, ==, 480);
   g_assert_cmpuint(r.y, ==, 384);
   g_assert_cmpuint(f.calls, >=, 3);
+
+  /* Turning the display off and on clears it from the host side, which no
+   * dirty log sees: the next refresh repaints everything. */
+  g_array_set_size(s.rects, 0);
+  dispi_set(dev, NB_DISPI_ENABLE, 0);
+  nb_framebuffer_refresh(fb);
+  g_assert_cmpuint(px[400 * 4096 + 4 * 500], ==, 1);
+  dispi_set(dev, NB_DISPI_ENABLE, NB_DISPI_ENABLED | NB_DISPI_LFB_ENABLED);
+  g_assert_cmpuint(px[400 * 4096 + 4 * 500], ==, 0);
+  g_array_set_size(s.rects, 0);
+  g_assert_cmpuint(nb_framebuffer_refresh(fb), ==, 1);
+  r = g_array_index(s.rects, NbFbRect, 0);
+  g_assert_cmpuint(r.width, ==, 1024);
+  g_assert_cmpuint(r.height, ==, 768);
   g_array_free(s.rects, TRUE);
   nb_bochs_display_free(dev);
 }
