@@ -18,7 +18,7 @@ test_packages=(
   qemu-system-x86 qemu-utils acpica-tools
   clang lld libclang-rt-14-dev
   e2fsprogs iproute2 iperf3 slirp4netns python3 python3-scapy
-  gvncviewer imagemagick
+  gvncviewer imagemagick novnc chromium
 )
 
 packages=("${run_packages[@]}")
