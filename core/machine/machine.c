@@ -47,6 +47,8 @@ struct NbMachine {
   NbBochsDisplay *display;
   NbVirtioInput *keyboard;
   NbVirtioInput *tablet;
+  int mouse_x, mouse_y;       /* last pointer position sent as PS/2 motion */
+  bool mouse_known;
   NbLinuxBootInfo boot;
 
   GMutex state_lock;
@@ -310,8 +312,25 @@ nb_machine_key_event(NbMachine *m, unsigned keycode, bool pressed)
 void
 nb_machine_pointer_event(NbMachine *m, unsigned x, unsigned y, unsigned buttons, int wheel)
 {
-  if (m->tablet)
+  if (m->tablet && nb_virtio_input_is_active(m->tablet)) {
     nb_virtio_input_tablet_event(m->tablet, x, y, buttons, wheel);
+    return;
+  }
+  /* Without the tablet's driver, the PS/2 mouse moves by the difference, in
+   * screen pixels; the guest's acceleration makes it approximate. */
+  NbFbMode mode = { .enabled = false };
+  if (m->display)
+    nb_framebuffer_get_mode(nb_bochs_display_framebuffer(m->display), &mode);
+  unsigned w = mode.enabled ? mode.width : 640, h = mode.enabled ? mode.height : 480;
+  int px = (int)((uint64_t)x * w / 32768), py = (int)((uint64_t)y * h / 32768);
+  g_mutex_lock(&m->state_lock);
+  int dx = m->mouse_known ? px - m->mouse_x : 0, dy = m->mouse_known ? py - m->mouse_y : 0;
+  m->mouse_x = px;
+  m->mouse_y = py;
+  m->mouse_known = true;
+  g_mutex_unlock(&m->state_lock);
+  /* The i8042's button bits are the tablet's. */
+  nb_i8042_mouse_event(m->i8042, dx, dy, wheel, buttons & 7);
 }
 
 /* Before KVM is touched, so that a wrong kernel or initrd is reported as
