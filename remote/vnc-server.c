@@ -499,7 +499,24 @@ nb_vnc_server_free(NbVncServer *s)
     close(s->ws_fd);
   }
   if (s->screen) {
-    rfbShutdownServer(s->screen, TRUE);
+    /* libvncserver's own disconnect (rfbShutdownServer(..., TRUE), or
+     * rfbCloseClient here) tears clients down from this thread while their
+     * threads may be doing the same, and frees twice. Instead shut their
+     * sockets down: each client's thread then ends it as for a client that
+     * hung up; wait for them to be gone. */
+    rfbClientIteratorPtr it = rfbGetClientIterator(s->screen);
+    rfbClientPtr cl;
+    while ((cl = rfbClientIteratorNext(it)) != NULL) {
+      int fd = cl->sock;
+      if (fd >= 0)
+        shutdown(fd, SHUT_RDWR);
+    }
+    rfbReleaseClientIterator(it);
+    for (int i = 0; i < 500 && nb_vnc_server_clients(s) > 0; i++)
+      g_usleep(10000);
+    /* The hook runs just before a client's last clean-up. */
+    g_usleep(50000);
+    rfbShutdownServer(s->screen, FALSE);
     g_free(s->screen->listen6Interface);
     s->screen->listen6Interface = NULL;
     rfbScreenCleanup(s->screen);

@@ -10,6 +10,16 @@
 #include <string.h>
 #include <unistd.h>
 
+/* libvncserver 0.9.14 leaks a WebSocket client's context when the client
+ * goes (its own bug; freeing it from the client-gone hook double-frees in
+ * rfbCloseClient). Only that allocation is excused. */
+const char *__lsan_default_suppressions(void);
+const char *
+__lsan_default_suppressions(void)
+{
+  return "leak:webSocketsCheck\n";
+}
+
 typedef struct {
   GArray *keys;          /* int: +code pressed, -code released */
   unsigned x, y, buttons;
@@ -436,7 +446,11 @@ test_bad_clients(void)
   g_object_unref(conn);
   /* The server and a proper client are fine. */
   g_assert_cmpint(run_client(&f, "--pattern", "640x480", "--timeout", "20", NULL), ==, 0);
+  /* A server that stops with a client connected hangs up on it. */
+  conn = raw_session(port);
   teardown(&f);
+  g_assert_true(hangs_up(conn));
+  g_object_unref(conn);
 }
 
 static void
