@@ -16,7 +16,7 @@ if ! gcc -static -O2 -o "$NB_WORK/guest-display" "$src/guest-display.c" 2> "$NB_
 fi
 cat > "$NB_WORK/display.sh" <<'GUEST'
 #!/bin/sh
-for _ in $(seq 100); do [ -e /dev/fb0 ] && break; sleep 0.1; done
+for _ in $(seq 300); do [ -e /dev/fb0 ] && break; sleep 0.1; done
 echo "DRM $(cat /sys/class/drm/card0/device/vendor 2>/dev/null):$(cat /sys/class/drm/card0/device/device 2>/dev/null) $(cat /sys/class/graphics/fb0/name 2>/dev/null)"
 # The text console must not draw over the picture.
 for c in /sys/class/vtconsole/vtcon*; do
@@ -79,21 +79,7 @@ if (sleep 2; cat "$NB_WORK/password") | timeout 60 script -qec \
      "gvnccapture 127.0.0.1:$display $NB_WORK/capture.png" /dev/null > "$NB_WORK/gvnc.log" 2>&1 &&
    [ -s "$NB_WORK/capture.png" ] &&
    convert "$NB_WORK/capture.png" -depth 8 "rgb:$NB_WORK/capture.rgb" 2>> "$NB_WORK/gvnc.log" &&
-   python3 - "$NB_WORK/capture.rgb" "$width" "$height" >> "$NB_WORK/gvnc.log" 2>&1 <<'PY'
-import sys
-data = open(sys.argv[1], "rb").read()
-w, h = int(sys.argv[2]), int(sys.argv[3])
-assert len(data) == w * h * 3, f"capture is {len(data)} bytes, not {w}x{h}"
-for y in range(h):
-    row = data[y * w * 3:(y + 1) * w * 3]
-    for x in range(w):
-        want = (((x * 5 + y) & 255), ((y * 3) & 255), ((x ^ y) & 255))
-        got = tuple(row[x * 3:x * 3 + 3])
-        if got != want:
-            sys.exit(f"capture differs at {x},{y}: {got} != {want}")
-print("CAPTURE-MATCHES")
-PY
-then
+   "$NESTBOX_VNC_CLIENT" --compare-rgb "$NB_WORK/capture.rgb" "$size" >> "$NB_WORK/gvnc.log" 2>&1; then
   nb_pass "gvnccapture saves the same picture"
 else
   nb_fail "gvnccapture: $(cat "$NB_WORK/gvnc.log")"
@@ -126,6 +112,6 @@ else
   nb_fail "key codes: got '$got', want '$want' (client: $(cat "$NB_WORK/keys.log"))"
 fi
 ax=$((x * 32767 / (width - 1))) ay=$((y * 32767 / (height - 1)))
-nb_expect "the pointer's x lands where it was sent ($x of $width)" "^ABS 0 $ax"
-nb_expect "the pointer's y lands where it was sent ($y of $height)" "^ABS 1 $ay"
+nb_expect "the pointer's x lands where it was sent ($x of $width)" "^ABS 0 $ax\s*$"
+nb_expect "the pointer's y lands where it was sent ($y of $height)" "^ABS 1 $ay\s*$"
 nb_finish

@@ -89,9 +89,40 @@ pump(rfbClient *c, unsigned usecs)
   return true;
 }
 
+/* A raw RGB file against the pattern: 0 equal, 1 not. */
+static int
+compare_rgb(const char *path, const char *size)
+{
+  unsigned w, h;
+  g_autofree char *data = NULL;
+  gsize len = 0;
+  g_autoptr(GError) error = NULL;
+  if (sscanf(size, "%ux%u", &w, &h) != 2 || !g_file_get_contents(path, &data, &len, &error)) {
+    fprintf(stderr, "vnc-test-client: %s\n", error ? error->message : "bad size");
+    return 2;
+  }
+  if (len != (gsize)w * h * 3) {
+    printf("RGB file is %zu bytes, not %ux%u\n", (size_t)len, w, h);
+    return 1;
+  }
+  const uint8_t *p = (const uint8_t *)data;
+  for (unsigned y = 0; y < h; y++)
+    for (unsigned x = 0; x < w; x++, p += 3) {
+      uint32_t rgb = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+      if (rgb != nb_test_pattern_rgb(x, y)) {
+        printf("MISMATCH at %u,%u: got %06x, expected %06x\n", x, y, rgb, nb_test_pattern_rgb(x, y));
+        return 1;
+      }
+    }
+  printf("RGB-MATCHES %ux%u\n", w, h);
+  return 0;
+}
+
 int
 main(int argc, char **argv)
 {
+  if (argc == 4 && strcmp(argv[1], "--compare-rgb") == 0)
+    return compare_rgb(argv[2], argv[3]);
   const char *password_file = NULL, *keys = NULL, *pointer = NULL;
   char **patterns = NULL;
   int clients = 1, timeout = 60;
