@@ -176,6 +176,18 @@ nb_keymap_lookup(const NbKeymap *map, uint32_t keysym, NbKeyStroke *out)
       }
     }
   }
+  /* A spacing accent the layout only has as a dead key. */
+  static const struct { uint32_t plain, dead; } accents[] = {
+    { '^', XK_dead_circumflex }, { '`', XK_dead_grave }, { '~', XK_dead_tilde },
+    { 0xb4, XK_dead_acute }, { 0xa8, XK_dead_diaeresis },
+  };
+  for (size_t a = 0; a < sizeof accents / sizeof accents[0]; a++) {
+    if (accents[a].plain == keysym && accents[a].dead != keysym &&
+        nb_keymap_lookup(map, accents[a].dead, out)) {
+      out->modifiers |= NB_KEYMAP_THEN_SPACE;
+      return true;
+    }
+  }
   /* A capital letter is its small letter's key with Shift. */
   uint32_t lower = latin1_lower(keysym);
   if (lower != 0) {

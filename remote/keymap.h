@@ -21,6 +21,9 @@
 /* A key whose meaning does not depend on modifiers (F1, arrows, keypad):
  * the modifiers the user holds are left as they are. */
 #define NB_KEYMAP_ANY_MODS  0x4
+/* The layout has the character only as a dead key: type the dead key,
+ * then Space, as a user would (^ and ` on a German keyboard). */
+#define NB_KEYMAP_THEN_SPACE 0x8
 
 typedef struct {
   uint16_t keycode;   /* Linux KEY_* */

@@ -117,15 +117,26 @@ on_key(rfbBool down, rfbKeySym keysym, rfbClientPtr cl)
     else if (k.keycode == KEY_RIGHTALT)
       s->altgr = down;
     send_key(s, k.keycode, down);
+  } else if (down && (k.modifiers & NB_KEYMAP_THEN_SPACE)) {
+    /* Dead key, then Space: the whole character on the press. */
+    press_with_modifiers(s, k.keycode, k.modifiers);
+    send_key(s, k.keycode, false);
+    send_key(s, KEY_SPACE, true);
+    send_key(s, KEY_SPACE, false);
+    g_hash_table_insert(s->pressed, GUINT_TO_POINTER(keysym), GUINT_TO_POINTER(0));
   } else if (down) {
     g_hash_table_insert(s->pressed, GUINT_TO_POINTER(keysym), GUINT_TO_POINTER(k.keycode));
     press_with_modifiers(s, k.keycode, k.modifiers);
   } else {
-    /* Release the key the press went to, even if the symbol changed. */
+    /* Release the key the press went to, even if the symbol changed
+     * (nothing when the press already released it). */
     gpointer code;
     if (g_hash_table_steal_extended(s->pressed, GUINT_TO_POINTER(keysym), NULL, &code))
       k.keycode = (uint16_t)GPOINTER_TO_UINT(code);
-    send_key(s, k.keycode, false);
+    else if (k.modifiers & NB_KEYMAP_THEN_SPACE)
+      k.keycode = 0;
+    if (k.keycode != 0)
+      send_key(s, k.keycode, false);
   }
   g_mutex_unlock(&s->input_lock);
 }

@@ -95,6 +95,15 @@ test_de(void)
   expect("de", '|', KEY_102ND, NB_KEYMAP_ALTGR);
   expect("de", '-', KEY_SLASH, 0);
   expect("de", 0xa7, KEY_3, NB_KEYMAP_SHIFT);       /* § */
+  /* ^ and ` exist only as dead keys: the key, then Space. */
+  expect("de", '^', KEY_GRAVE, NB_KEYMAP_THEN_SPACE);
+  expect("de", '`', KEY_EQUAL, NB_KEYMAP_SHIFT | NB_KEYMAP_THEN_SPACE);
+  /* Every printable ASCII character can be typed. */
+  for (unsigned c = 0x20; c < 0x7f; c++) {
+    NbKeyStroke k;
+    if (!nb_keymap_lookup(nb_keymap_get("de"), c, &k))
+      g_error("German layout cannot type '%c'", c);
+  }
 }
 
 static void
@@ -115,6 +124,12 @@ test_fr(void)
   expect("fr", 0x20ac, KEY_E, NB_KEYMAP_ALTGR);
   expect("fr", '!', KEY_SLASH, 0);
   expect("fr", ',', KEY_M, 0);
+  expect("fr", '^', KEY_9, NB_KEYMAP_ALTGR);        /* AltGr+9 is a plain ^ */
+  for (unsigned c = 0x20; c < 0x7f; c++) {
+    NbKeyStroke k;
+    if (!nb_keymap_lookup(nb_keymap_get("fr"), c, &k))
+      g_error("French layout cannot type '%c'", c);
+  }
 }
 
 int

@@ -269,11 +269,12 @@ test_keys_de(void)
   Fixture f;
   setup(&f, "de", false);
   /* ä, ß, z (on the Y key), @ (AltGr+Q) typed on a US client holding
-   * nothing, and Ö with Shift held. */
-  g_assert_cmpint(run_client(&f, "--keys", "0xe4,0xdf,0x7a,0x40,+0xffe1,0xd6,-0xffe1", NULL), ==, 0);
+   * nothing, Ö with Shift held, and ^ (the dead key, then Space). */
+  g_assert_cmpint(run_client(&f, "--keys", "0xe4,0xdf,0x7a,0x40,+0xffe1,0xd6,-0xffe1,0x5e", NULL), ==, 0);
   const int want[] = { KEY_APOSTROPHE, -KEY_APOSTROPHE, KEY_MINUS, -KEY_MINUS, KEY_Y, -KEY_Y,
                        KEY_RIGHTALT, KEY_Q, -KEY_RIGHTALT, -KEY_Q,
-                       KEY_LEFTSHIFT, KEY_SEMICOLON, -KEY_SEMICOLON, -KEY_LEFTSHIFT };
+                       KEY_LEFTSHIFT, KEY_SEMICOLON, -KEY_SEMICOLON, -KEY_LEFTSHIFT,
+                       KEY_GRAVE, -KEY_GRAVE, KEY_SPACE, -KEY_SPACE };
   expect_keys(&f, want, G_N_ELEMENTS(want));
   teardown(&f);
 }
