@@ -175,6 +175,9 @@ update_mode(NbBochsDisplay *dev)
       m.enabled = false;
     }
   }
+  if (m.enabled)
+    g_debug("bochs display: mode %ux%u, %u bytes per pixel, stride %u, offset %" G_GUINT64_FORMAT,
+            m.width, m.height, m.bytes_per_pixel, m.stride, m.offset);
   nb_framebuffer_set_mode(dev->fb, &m);
 }
 
@@ -217,17 +220,12 @@ dispi_write(NbBochsDisplay *dev, unsigned index, uint16_t value)
   case NB_DISPI_Y_OFFSET:
     r[index] = value;
     break;
-  case NB_DISPI_ENABLE: {
-    bool was_on = r[index] & NB_DISPI_ENABLED;
+  case NB_DISPI_ENABLE:
+    /* Video memory is kept across mode changes (no VBE clear): Linux's
+     * driver keeps buffers there that it has already drawn. */
     r[index] = value & (NB_DISPI_ENABLED | NB_DISPI_GETCAPS | NB_DISPI_8BIT_DAC |
                         NB_DISPI_LFB_ENABLED | NB_DISPI_NOCLEARMEM);
-    /* Turning a mode on clears the screen unless asked not to, as VBE does. */
-    if (!was_on && (value & NB_DISPI_ENABLED) && !(value & NB_DISPI_NOCLEARMEM)) {
-      memset(nb_framebuffer_data(dev->fb), 0, dev->vram_size);
-      nb_framebuffer_invalidate(dev->fb);
-    }
     break;
-  }
   case NB_DISPI_BANK:
     /* Banked access goes through the legacy VGA window, which this device
      * does not have; the register is kept for drivers that read it back. */

@@ -37,6 +37,8 @@ struct NbFramebuffer {
   GArray *rects;            /* NbFbRect */
   GArray *listeners;        /* Listener */
   guint next_id;
+  unsigned refreshes;
+  guint64 missed_by_log;
 };
 
 unsigned
@@ -278,6 +280,7 @@ nb_framebuffer_refresh(NbFramebuffer *fb)
   g_mutex_unlock(&fb->lock);
 
   bool have_log = fb->dirty_log && fb->dirty_log(fb->dirty_ctx, fb->bitmap, fb->n_pages);
+  bool full_check = ++fb->refreshes % NB_FB_FULL_CHECK_EVERY == 0;
   g_array_set_size(fb->rects, 0);
 
   if (gen != fb->seen_gen) {
@@ -313,11 +316,18 @@ nb_framebuffer_refresh(NbFramebuffer *fb)
       size_t len = (size_t)(x1 - x0) * bpp;
       for (unsigned y = y0; y < y1; y++) {
         uint64_t off = m.offset + (uint64_t)y * m.stride + (uint64_t)x0 * bpp;
-        if (have_log && !range_dirty(fb->bitmap, off, len))
+        bool logged = !have_log || range_dirty(fb->bitmap, off, len);
+        if (!logged && !full_check)
           continue;
         uint8_t *shadow = fb->shadow + y * shadow_line + (size_t)x0 * bpp;
         if (memcmp(shadow, fb->data + off, len) != 0) {
           memcpy(shadow, fb->data + off, len);
+          if (!logged && !fb->tile_dirty[tx]) {
+            if (fb->missed_by_log++ == 0)
+              g_message("framebuffer %s: the dirty log missed a change the guest made; "
+                        "the picture is checked in full every %u refreshes",
+                        fb->name, NB_FB_FULL_CHECK_EVERY);
+          }
           fb->tile_dirty[tx] = 1;
         }
       }
@@ -335,6 +345,12 @@ nb_framebuffer_refresh(NbFramebuffer *fb)
   }
   notify_damage(fb);
   return fb->rects->len;
+}
+
+guint64
+nb_framebuffer_missed_by_log(NbFramebuffer *fb)
+{
+  return fb->missed_by_log;
 }
 
 uint32_t

@@ -78,6 +78,10 @@ typedef struct {
 typedef bool (*NbFbDirtyLogFunc)(void *ctx, unsigned long *bitmap, size_t n_pages);
 
 #define NB_FB_PAGE_SIZE 4096u
+/* Every this many refreshes, all tiles are compared even with a dirty log,
+ * so a log that misses writes (a host kernel bug, a nested setup) cannot
+ * leave the picture stale for more than a moment. */
+#define NB_FB_FULL_CHECK_EVERY 32
 /* Damage granularity: a tile is this many pixels wide and lines high. */
 #define NB_FB_TILE_WIDTH  32u
 #define NB_FB_TILE_HEIGHT 32u
@@ -117,6 +121,10 @@ void nb_framebuffer_remove_listener(NbFramebuffer *fb, guint id);
 /* Finds what changed since the last refresh and tells the listeners.
  * Returns the number of damage rectangles reported. */
 unsigned nb_framebuffer_refresh(NbFramebuffer *fb);
+
+/* Tiles that changed although the dirty log did not name their pages,
+ * found by the periodic full comparison; 0 when the log is sound. */
+guint64 nb_framebuffer_missed_by_log(NbFramebuffer *fb);
 
 /* Converts one pixel of a format to 0x00RRGGBB. */
 uint32_t nb_fb_pixel_to_rgb(NbFbFormat format, const uint8_t *pixel);

@@ -116,6 +116,7 @@ nb_vm_map_ram(void *opaque, uint64_t gpa, uint64_t size, void *host, GError **er
       if (vm->slots[i].used && vm->slots[i].gpa == gpa) {
         ok = set_slot(vm, i, gpa, 0, NULL, 0, error);
         vm->slots[i].used = false;
+        g_debug("memory slot %u at 0x%" G_GINT64_MODIFIER "x removed", i, gpa);
         break;
       }
     }
@@ -127,6 +128,8 @@ nb_vm_map_ram(void *opaque, uint64_t gpa, uint64_t size, void *host, GError **er
         ok = set_slot(vm, i, gpa, size, host, KVM_MEM_LOG_DIRTY_PAGES, error);
         if (ok)
           vm->slots[i] = (NbMemSlot){ true, gpa, size, host };
+        g_debug("memory slot %u: %" G_GUINT64_FORMAT " KiB of host memory at 0x%" G_GINT64_MODIFIER
+                "x%s", i, size >> 10, gpa, ok ? "" : " failed");
         break;
       }
     }
