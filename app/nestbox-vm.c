@@ -4,6 +4,7 @@
 #include "machine/machine.h"
 #include "machine/machine-registry.h"
 #include "machine/vm-options.h"
+#include "vnc-server.h"
 
 #include <glib-unix.h>
 #include <locale.h>
@@ -18,6 +19,20 @@ enum {
 };
 
 static NbMachine *current_machine;
+
+static void
+vnc_key(void *ctx, unsigned keycode, bool pressed)
+{
+  nb_machine_key_event(ctx, keycode, pressed);
+}
+
+static void
+vnc_pointer(void *ctx, unsigned x, unsigned y, unsigned buttons, int wheel)
+{
+  nb_machine_pointer_event(ctx, x, y, buttons, wheel);
+}
+
+static const NbVncInput vnc_input = { vnc_key, vnc_pointer };
 static bool stop_requested;
 
 static gboolean
@@ -63,6 +78,20 @@ main(int argc, char **argv)
   g_unix_signal_add_full(G_PRIORITY_HIGH, SIGHUP, on_stop_signal, "hung up (SIGHUP)", NULL);
   signal(SIGPIPE, SIG_IGN);
 
+  /* The VNC server lives across guest reboots, so clients stay connected. */
+  NbVncServer *vnc = NULL;
+  if (options.vnc) {
+    vnc = nb_vnc_server_new(options.vnc, &error);
+    if (vnc == NULL) {
+      fprintf(stderr, "nestbox-vm: %s\n", error->message);
+      nb_console_io_free(console);
+      nb_vm_options_clear(&options);
+      if (machine_lock >= 0)
+        nb_machine_lock_release(machine_lock);
+      return EXIT_USAGE;
+    }
+  }
+
   int status = EXIT_GUEST_POWEROFF;
   for (;;) {
     NbMachine *machine = nb_machine_new(&options, console, &error);
@@ -72,11 +101,15 @@ main(int argc, char **argv)
       break;
     }
     current_machine = machine;
+    if (vnc && nb_machine_framebuffer(machine))
+      nb_vnc_server_attach(vnc, nb_machine_framebuffer(machine), &vnc_input, machine);
     if (stop_requested)
       nb_machine_stop(machine, NB_MACHINE_EXIT_STOPPED, "stopped before it started");
     g_autofree char *detail = NULL;
     NbMachineExit exit = nb_machine_run(machine, &detail);
     current_machine = NULL;
+    if (vnc)
+      nb_vnc_server_detach(vnc);
     nb_machine_free(machine);
 
     if (exit == NB_MACHINE_EXIT_RESET && !options.no_reboot && !stop_requested)
@@ -103,6 +136,7 @@ main(int argc, char **argv)
     break;
   }
 
+  nb_vnc_server_free(vnc);
   nb_console_io_free(console);
   nb_vm_options_clear(&options);
   if (machine_lock >= 0)

@@ -18,6 +18,7 @@ typedef struct {
   bool used;
   uint64_t gpa;
   uint64_t size;
+  void *host;
 } NbMemSlot;
 
 struct NbVm {
@@ -84,10 +85,12 @@ check_extension(NbVm *vm, int cap, const char *what, GError **error)
 }
 
 static bool
-set_slot(NbVm *vm, unsigned slot, uint64_t gpa, uint64_t size, void *host, GError **error)
+set_slot(NbVm *vm, unsigned slot, uint64_t gpa, uint64_t size, void *host, uint32_t flags,
+         GError **error)
 {
   struct kvm_userspace_memory_region region = {
     .slot = slot,
+    .flags = flags,
     .guest_phys_addr = gpa,
     .memory_size = size,
     .userspace_addr = (uintptr_t)host,
@@ -111,20 +114,46 @@ nb_vm_map_ram(void *opaque, uint64_t gpa, uint64_t size, void *host, GError **er
   if (host == NULL) {
     for (unsigned i = 0; i < MAX_SLOTS; i++) {
       if (vm->slots[i].used && vm->slots[i].gpa == gpa) {
-        ok = set_slot(vm, i, gpa, 0, NULL, error);
+        ok = set_slot(vm, i, gpa, 0, NULL, 0, error);
         vm->slots[i].used = false;
+        g_debug("memory slot %u at 0x%" G_GINT64_MODIFIER "x removed", i, gpa);
         break;
       }
     }
   } else {
     for (unsigned i = 0; i < MAX_SLOTS; i++) {
       if (!vm->slots[i].used) {
-        ok = set_slot(vm, i, gpa, size, host, error);
+        /* Mapped host memory is a framebuffer: log its writes so displays
+         * look only at what the guest drew on. */
+        ok = set_slot(vm, i, gpa, size, host, KVM_MEM_LOG_DIRTY_PAGES, error);
         if (ok)
-          vm->slots[i] = (NbMemSlot){ true, gpa, size };
+          vm->slots[i] = (NbMemSlot){ true, gpa, size, host };
+        g_debug("memory slot %u: %" G_GUINT64_FORMAT " KiB of host memory at 0x%" G_GINT64_MODIFIER
+                "x%s", i, size >> 10, gpa, ok ? "" : " failed");
         break;
       }
     }
+  }
+  g_mutex_unlock(&vm->slot_lock);
+  return ok;
+}
+
+bool
+nb_vm_get_dirty_log(NbVm *vm, const void *host, unsigned long *bitmap, size_t n_pages)
+{
+  bool ok = false;
+  g_mutex_lock(&vm->slot_lock);
+  for (unsigned i = 0; i < MAX_SLOTS; i++) {
+    if (!vm->slots[i].used || vm->slots[i].host != host)
+      continue;
+    /* KVM fills one bit per page of the slot: the caller's bitmap must hold
+     * them all. */
+    if (vm->slots[i].size / 4096 > n_pages)
+      break;
+    memset(bitmap, 0, (n_pages + 7) / 8);
+    struct kvm_dirty_log log = { .slot = i, .dirty_bitmap = bitmap };
+    ok = ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) == 0;
+    break;
   }
   g_mutex_unlock(&vm->slot_lock);
   return ok;
@@ -392,9 +421,9 @@ nb_vm_new(NbGuestMemory *mem, GError **error)
     goto fail;
 
   for (unsigned i = 0; i < mem->n_regions; i++) {
-    if (!set_slot(vm, i, mem->regions[i].gpa, mem->regions[i].size, mem->regions[i].host, error))
+    if (!set_slot(vm, i, mem->regions[i].gpa, mem->regions[i].size, mem->regions[i].host, 0, error))
       goto fail;
-    vm->slots[i] = (NbMemSlot){ true, mem->regions[i].gpa, mem->regions[i].size };
+    vm->slots[i] = (NbMemSlot){ true, mem->regions[i].gpa, mem->regions[i].size, mem->regions[i].host };
   }
   return vm;
 

@@ -37,6 +37,10 @@ NbInterrupts *nb_vm_interrupts(NbVm *vm);
 
 /* Maps host memory at gpa (a framebuffer BAR); host NULL removes it. */
 bool nb_vm_map_ram(void *vm, uint64_t gpa, uint64_t size, void *host, GError **error);
+/* KVM's log of the pages the guest wrote in the memory mapped from host
+ * since the last call (one bit per 4 KiB page; n_pages must cover the whole
+ * mapping), cleared as it is read. False when host is not mapped now. */
+bool nb_vm_get_dirty_log(NbVm *vm, const void *host, unsigned long *bitmap, size_t n_pages);
 
 /* Opens the KVM device and checks the API version; used by nb_vm_new and by
  * tools that only probe. Returns the fd or -1 with a user-facing error. */

@@ -59,6 +59,10 @@ void nb_machine_document_free(NbMachineDocument *doc)
   g_ptr_array_unref(doc->disks);
   g_ptr_array_unref(doc->nets);
   g_free(doc->serial_path);
+  g_free(doc->display_type);
+  g_free(doc->display_listen);
+  g_free(doc->display_password_file);
+  g_free(doc->display_keymap);
   g_free(doc);
 }
 
@@ -123,7 +127,7 @@ static const char *const memory_keys[] = { "size", NULL };
 static const char *const boot_keys[] = { "firmware", "kernel", "initrd", "cmdline", NULL };
 static const char *const disk_keys[] = { "path", "format", "readonly", "serial", NULL };
 static const char *const net_keys[] = { "mode", "mac", "net", "hostfwd", NULL };
-static const char *const display_keys[] = { "type", NULL };
+static const char *const display_keys[] = { "type", "listen", "password-file", "keymap", NULL };
 static const char *const serial_keys[] = { "mode", "path", NULL };
 
 static bool check_keys(const Ctx *c, GKeyFile *kf, const char *group, const char *const *allowed, GError **error)
@@ -299,9 +303,24 @@ NbMachineDocument *nb_machine_document_parse(const char *dir, const char *file_p
   doc->cmdline = get_str(kf, "boot", "cmdline");
 
   g_autofree char *display = get_str(kf, "display", "type");
-  if (display && !g_str_equal(display, "none")) {
-    fail(&c, "display", "type", error, "'%s' is not supported yet; only type=none exists for now", display);
+  if (display && !g_str_equal(display, "none") && !g_str_equal(display, "vnc")) {
+    fail(&c, "display", "type", error, "'%s' is not a display type; expected none or vnc", display);
     return NULL;
+  }
+  if (display && g_str_equal(display, "vnc")) {
+    doc->display_type = g_strdup(display);
+    doc->display_listen = get_str(kf, "display", "listen");
+    doc->display_password_file = get_str(kf, "display", "password-file");
+    doc->display_keymap = get_str(kf, "display", "keymap");
+    g_autoptr(GError) vnc_error = NULL;
+    NbVncSpec *spec = nb_vnc_spec_parse(doc->display_listen ? doc->display_listen : "127.0.0.1:0", &vnc_error);
+    if (spec == NULL || (doc->display_listen && strchr(doc->display_listen, ','))) {
+      fail(&c, "display", "listen", error, "'%s' is not HOST:DISPLAY (e.g. 127.0.0.1:1, display 0 to 99)",
+           doc->display_listen);
+      nb_vnc_spec_free(spec);
+      return NULL;
+    }
+    nb_vnc_spec_free(spec);
   }
 
   g_autofree char *serial = get_str(kf, "serial", "mode");
@@ -361,7 +380,10 @@ char *nb_machine_document_to_data(const NbMachineDocument *doc)
     if (n->net) g_key_file_set_string(kf, g, "net", n->net);
     if (n->hostfwd) g_key_file_set_string_list(kf, g, "hostfwd", (const char *const *)n->hostfwd, g_strv_length(n->hostfwd));
   }
-  g_key_file_set_string(kf, "display", "type", "none");
+  g_key_file_set_string(kf, "display", "type", doc->display_type ? doc->display_type : "none");
+  if (doc->display_listen) g_key_file_set_string(kf, "display", "listen", doc->display_listen);
+  if (doc->display_password_file) g_key_file_set_string(kf, "display", "password-file", doc->display_password_file);
+  if (doc->display_keymap) g_key_file_set_string(kf, "display", "keymap", doc->display_keymap);
   g_key_file_set_string(kf, "serial", "mode", doc->serial == NB_SERIAL_NONE ? "none" : "file");
   if (doc->serial_path) g_key_file_set_string(kf, "serial", "path", doc->serial_path);
   return g_key_file_to_data(kf, NULL, NULL);
@@ -500,5 +522,13 @@ bool nb_machine_document_to_vm_options(const NbMachineDocument *doc, NbVmOptions
     options->nets[i] = g_string_free(spec, FALSE);
   }
   options->console_ports = g_array_new(FALSE, TRUE, sizeof(NbConsolePortSpec));
+  if (doc->display_type && g_str_equal(doc->display_type, "vnc")) {
+    options->vnc = nb_vnc_spec_parse(doc->display_listen ? doc->display_listen : "127.0.0.1:0", error);
+    if (options->vnc == NULL)
+      return false;
+    options->vnc->password_file = doc->display_password_file ? resolve(doc->dir, doc->display_password_file) : NULL;
+    options->vnc->keymap = g_strdup(doc->display_keymap);
+    options->graphics = true;
+  }
   return true;
 }

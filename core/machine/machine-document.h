@@ -50,6 +50,10 @@ typedef struct {
   GPtrArray *nets;  /* NbMachineNet */
   NbSerialMode serial;
   char *serial_path;
+  char *display_type;       /* [display] type: none (NULL) or vnc */
+  char *display_listen;     /* listen = HOST:N (default 127.0.0.1:0) */
+  char *display_password_file;
+  char *display_keymap;
 } NbMachineDocument;
 
 NbMachineDocument *nb_machine_document_new(const char *dir, const char *name);

@@ -3,6 +3,7 @@
 #include "boot/acpi.h"
 #include "boot/linux-loader.h"
 #include "hw/acpi-pm.h"
+#include "hw/bochs-display.h"
 #include "hw/i8042.h"
 #include "hw/pci.h"
 #include "hw/pvpanic.h"
@@ -14,6 +15,7 @@
 #include "kvm/vm.h"
 #include "virtio/virtio-blk.h"
 #include "virtio/virtio-console.h"
+#include "virtio/virtio-input.h"
 #include "virtio/virtio-rng.h"
 
 #include <gio/gio.h>
@@ -42,6 +44,11 @@ struct NbMachine {
   NbVirtioRng *virtio_rng;
   NbVirtioConsole *virtio_console;
   bool console_on_hvc;
+  NbBochsDisplay *display;
+  NbVirtioInput *keyboard;
+  NbVirtioInput *tablet;
+  int mouse_x, mouse_y;       /* last pointer position sent as PS/2 motion */
+  bool mouse_known;
   NbLinuxBootInfo boot;
 
   GMutex state_lock;
@@ -262,6 +269,70 @@ add_virtio_devices(NbMachine *m, const NbVmOptions *options, GError **error)
   return true;
 }
 
+static bool
+framebuffer_dirty_log(void *ctx, unsigned long *bitmap, size_t n_pages)
+{
+  NbMachine *m = ctx;
+  return nb_vm_get_dirty_log(m->vm, nb_framebuffer_data(nb_bochs_display_framebuffer(m->display)),
+                             bitmap, n_pages);
+}
+
+/* A screen, a keyboard and a tablet, for --vnc and the other displays. */
+static bool
+add_graphics(NbMachine *m, GError **error)
+{
+  m->display = nb_bochs_display_new(NB_BOCHS_VRAM_DEFAULT, error);
+  if (m->display == NULL || !nb_pci_bus_add(m->pci, nb_bochs_display_pci_device(m->display), error))
+    return false;
+  nb_framebuffer_set_dirty_log(nb_bochs_display_framebuffer(m->display), framebuffer_dirty_log, m);
+  m->keyboard = nb_virtio_input_new(m->mem, NB_VIRTIO_INPUT_KEYBOARD, error);
+  if (m->keyboard == NULL || !nb_pci_bus_add(m->pci, nb_virtio_input_pci_device(m->keyboard), error))
+    return false;
+  m->tablet = nb_virtio_input_new(m->mem, NB_VIRTIO_INPUT_TABLET, error);
+  return m->tablet != NULL && nb_pci_bus_add(m->pci, nb_virtio_input_pci_device(m->tablet), error);
+}
+
+NbFramebuffer *
+nb_machine_framebuffer(NbMachine *m)
+{
+  return m->display ? nb_bochs_display_framebuffer(m->display) : NULL;
+}
+
+void
+nb_machine_key_event(NbMachine *m, unsigned keycode, bool pressed)
+{
+  /* One keyboard at a time: the virtio one once its driver runs, else the
+   * PS/2 one (firmware, early boot), so no key arrives twice. */
+  if (m->keyboard && nb_virtio_input_is_active(m->keyboard))
+    nb_virtio_input_key_event(m->keyboard, keycode, pressed);
+  else
+    nb_i8042_key_event(m->i8042, keycode, pressed);
+}
+
+void
+nb_machine_pointer_event(NbMachine *m, unsigned x, unsigned y, unsigned buttons, int wheel)
+{
+  if (m->tablet && nb_virtio_input_is_active(m->tablet)) {
+    nb_virtio_input_tablet_event(m->tablet, x, y, buttons, wheel);
+    return;
+  }
+  /* Without the tablet's driver, the PS/2 mouse moves by the difference, in
+   * screen pixels; the guest's acceleration makes it approximate. */
+  NbFbMode mode = { .enabled = false };
+  if (m->display)
+    nb_framebuffer_get_mode(nb_bochs_display_framebuffer(m->display), &mode);
+  unsigned w = mode.enabled ? mode.width : 640, h = mode.enabled ? mode.height : 480;
+  int px = (int)((uint64_t)x * w / 32768), py = (int)((uint64_t)y * h / 32768);
+  g_mutex_lock(&m->state_lock);
+  int dx = m->mouse_known ? px - m->mouse_x : 0, dy = m->mouse_known ? py - m->mouse_y : 0;
+  m->mouse_x = px;
+  m->mouse_y = py;
+  m->mouse_known = true;
+  g_mutex_unlock(&m->state_lock);
+  /* The i8042's button bits are the tablet's. */
+  nb_i8042_mouse_event(m->i8042, dx, dy, wheel, buttons & 7);
+}
+
 /* Before KVM is touched, so that a wrong kernel or initrd is reported as
  * such even on a host without KVM. */
 static bool
@@ -309,7 +380,8 @@ nb_machine_new(const NbVmOptions *options, NbConsoleIo *console, GError **error)
       goto fail;
   }
   if (!nb_vcpu_setup_linux64(m->vcpus[0], m->boot.entry, m->boot.boot_params, error) ||
-      !add_devices(m, error) || !add_virtio_devices(m, options, error))
+      !add_devices(m, error) || !add_virtio_devices(m, options, error) ||
+      (options->graphics && !add_graphics(m, error)))
     goto fail;
   nb_console_io_set_input(m->console, on_console_input, m);
   return m;
@@ -336,6 +408,9 @@ nb_machine_free(NbMachine *m)
   g_ptr_array_free(m->blocks, TRUE);
   nb_virtio_rng_free(m->virtio_rng);
   nb_virtio_console_free(m->virtio_console);
+  nb_virtio_input_free(m->keyboard);
+  nb_virtio_input_free(m->tablet);
+  nb_bochs_display_free(m->display);
   nb_pvpanic_free(m->pvpanic);
   nb_pci_bus_free(m->pci);
   nb_acpi_pm_free(m->acpi_pm);

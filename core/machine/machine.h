@@ -3,6 +3,7 @@
  * whole, so no device state can leak across a reboot. */
 #pragma once
 
+#include "hw/framebuffer.h"
 #include "machine/console-io.h"
 #include "machine/vm-options.h"
 
@@ -37,3 +38,14 @@ NbMachineExit nb_machine_run(NbMachine *machine, char **detail);
 void nb_machine_stop(NbMachine *machine, NbMachineExit reason, const char *detail);
 
 const char *nb_machine_exit_describe(NbMachineExit exit);
+
+/* The screen (NULL without --vnc or another display), and input for it from
+ * displays; the input functions are thread safe. Keycodes are Linux KEY_*;
+ * the pointer is absolute, x and y in 0..32767 across the screen, buttons
+ * 1 left, 2 right, 4 middle. Keys go to the virtio keyboard once its driver
+ * runs, else to the PS/2 keyboard; the pointer likewise to the tablet, else
+ * to the PS/2 mouse as relative motion. */
+NbFramebuffer *nb_machine_framebuffer(NbMachine *machine);
+void nb_machine_key_event(NbMachine *machine, unsigned keycode, bool pressed);
+void nb_machine_pointer_event(NbMachine *machine, unsigned x, unsigned y, unsigned buttons,
+                              int wheel);

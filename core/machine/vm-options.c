@@ -142,11 +142,104 @@ parse_console_port(const char *text, NbConsolePortSpec *out, GError **error)
   return true;
 }
 
+void
+nb_vnc_spec_free(NbVncSpec *spec)
+{
+  if (spec == NULL)
+    return;
+  g_free(spec->listen);
+  g_free(spec->password_file);
+  g_free(spec->keymap);
+  g_free(spec);
+}
+
+static bool
+parse_port_number(const char *text, unsigned min, unsigned max, unsigned *out)
+{
+  char *end = NULL;
+  errno = 0;
+  unsigned long v = strtoul(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || text[0] == '+' || v < min ||
+      v > max)
+    return false;
+  *out = (unsigned)v;
+  return true;
+}
+
+NbVncSpec *
+nb_vnc_spec_parse(const char *text, GError **error)
+{
+  g_auto(GStrv) parts = g_strsplit(text, ",", -1);
+  NbVncSpec *spec = g_new0(NbVncSpec, 1);
+  const char *addr = parts[0] ? parts[0] : "";
+  /* HOST:N, [IPV6]:N or :N; the display is after the last colon. */
+  const char *colon = strrchr(addr, ':');
+  if (colon == NULL || !parse_port_number(colon + 1, 0, NB_VNC_MAX_DISPLAY, &spec->display)) {
+    g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
+                "--vnc %s: write HOST:DISPLAY with a display number from 0 to %d (port 5900 + "
+                "display), e.g. 127.0.0.1:1",
+                text, NB_VNC_MAX_DISPLAY);
+    nb_vnc_spec_free(spec);
+    return NULL;
+  }
+  g_autofree char *host = g_strndup(addr, (gsize)(colon - addr));
+  if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+    char *inner = g_strndup(host + 1, strlen(host) - 2);
+    g_free(host);
+    host = inner;
+  }
+  if (host[0] == '\0') {
+    g_free(host);
+    host = g_strdup("127.0.0.1");
+  }
+  if (!g_hostname_is_ip_address(host) && !g_str_equal(host, "localhost")) {
+    g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
+                "--vnc %s: “%s” is not an IP address: give one the server should listen on, "
+                "e.g. 127.0.0.1 or 0.0.0.0",
+                text, host);
+    nb_vnc_spec_free(spec);
+    return NULL;
+  }
+  spec->listen = g_steal_pointer(&host);
+  for (char **p = parts[0] ? parts + 1 : parts; *p; p++) {
+    if (g_str_has_prefix(*p, "password-file=") && (*p)[14] != '\0' && spec->password_file == NULL) {
+      spec->password_file = g_strdup(*p + 14);
+    } else if (g_str_has_prefix(*p, "keymap=") && (*p)[7] != '\0' && spec->keymap == NULL) {
+      /* The VNC server knows the layouts and refuses one it lacks. */
+      spec->keymap = g_strdup(*p + 7);
+    } else if (g_str_has_prefix(*p, "websocket=") && spec->websocket == 0) {
+      if (!parse_port_number(*p + 10, 1, 65535, &spec->websocket)) {
+        g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
+                    "--vnc %s: websocket=%s is not a TCP port (1-65535)", text, *p + 10);
+        nb_vnc_spec_free(spec);
+        return NULL;
+      }
+    } else {
+      g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
+                  "--vnc %s: “%s” is not understood (once each: password-file=PATH, "
+                  "websocket=PORT, keymap=us|de|fr)",
+                  text, *p);
+      nb_vnc_spec_free(spec);
+      return NULL;
+    }
+  }
+  if (spec->websocket == NB_VNC_BASE_PORT + spec->display) {
+    g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
+                "--vnc %s: the WebSocket port is the VNC port itself; choose another (noVNC "
+                "can also use the VNC port directly)",
+                text);
+    nb_vnc_spec_free(spec);
+    return NULL;
+  }
+  return spec;
+}
+
 bool
 nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
 {
   g_autofree char *kernel = NULL, *initrd = NULL, *append = NULL;
   g_autofree char *cpus = NULL, *memory = NULL, *serial = NULL, *console = NULL, *machine = NULL;
+  g_autofree char *vnc = NULL;
   g_auto(GStrv) disks = NULL, nets = NULL, ports = NULL;
   gboolean no_reboot = FALSE, rng = FALSE;
 
@@ -164,6 +257,7 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
     { "console-port", 0, 0, G_OPTION_ARG_STRING_ARRAY, &ports, "Named virtio-console port on a UNIX socket (repeatable)", "NAME=SOCKET" },
     { "rng", 0, 0, G_OPTION_ARG_NONE, &rng, "Give the guest a virtio entropy source", NULL },
     { "console", 0, 0, G_OPTION_ARG_STRING, &console, "Guest console device: serial (default) or hvc", "DEVICE" },
+    { "vnc", 0, 0, G_OPTION_ARG_STRING, &vnc, "Give the machine a screen, keyboard and tablet, served over VNC", "[HOST]:N[,password-file=PATH][,websocket=PORT][,keymap=us|de|fr]" },
     G_OPTION_ENTRY_NULL,
   };
 
@@ -198,7 +292,7 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
   if (machine != NULL) {
     /* A machine's settings live in its document; mixing in command-line
      * settings would make what runs differ from what `nestboxctl info` shows. */
-    if (kernel || initrd || append || cpus || memory || disks || nets || ports || rng || console) {
+    if (kernel || initrd || append || cpus || memory || disks || nets || ports || rng || console || vnc) {
       g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
                   "--machine %s takes its settings from the machine's document: change them with "
                   "“nestboxctl set %s KEY=VALUE” (only --serial and --no-reboot go with --machine)",
@@ -311,6 +405,15 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
     }
   }
 
+  if (vnc != NULL) {
+    options->vnc = nb_vnc_spec_parse(vnc, error);
+    if (options->vnc == NULL) {
+      nb_vm_options_clear(options);
+      return false;
+    }
+    options->graphics = true;
+  }
+
   options->machine = g_steal_pointer(&machine);
   options->kernel = g_steal_pointer(&kernel);
   options->initrd = g_steal_pointer(&initrd);
@@ -332,4 +435,5 @@ nb_vm_options_clear(NbVmOptions *options)
   g_clear_pointer(&options->disks, g_array_unref);
   g_clear_pointer(&options->nets, g_strfreev);
   g_clear_pointer(&options->console_ports, g_array_unref);
+  g_clear_pointer(&options->vnc, nb_vnc_spec_free);
 }

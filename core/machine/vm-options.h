@@ -34,6 +34,18 @@ typedef struct {
   char *socket_path;
 } NbConsolePortSpec;
 
+/* --vnc [HOST]:DISPLAY[,password-file=PATH][,websocket=PORT][,keymap=LAYOUT] */
+typedef struct {
+  char *listen;          /* address to bind; default 127.0.0.1 */
+  unsigned display;      /* 0..99: TCP port 5900 + display */
+  char *password_file;   /* NULL: no password (only sensible on 127.0.0.1) */
+  unsigned websocket;    /* extra port for WebSocket (noVNC) clients; 0: none */
+  char *keymap;          /* the guest's keyboard layout (us, de, fr); NULL: us */
+} NbVncSpec;
+
+#define NB_VNC_MAX_DISPLAY 99
+#define NB_VNC_BASE_PORT   5900
+
 typedef struct {
   char *kernel;
   char *initrd;
@@ -50,6 +62,8 @@ typedef struct {
   bool console_hvc;      /* --console hvc: guest console on virtio-console */
   char *machine;         /* --machine NAME: everything else comes from its document */
   bool serial_given;     /* --serial was on the command line */
+  NbVncSpec *vnc;        /* --vnc; NULL: no VNC server */
+  bool graphics;         /* the machine has a display, keyboard and tablet */
 } NbVmOptions;
 
 /* Parses argv (argv[0] is the program). On error, sets a message that names
@@ -60,3 +74,7 @@ void nb_vm_options_clear(NbVmOptions *options);
 /* One --disk value; the error names the option and the part that is wrong. */
 bool nb_disk_spec_parse(const char *text, NbDiskSpec *out, GError **error);
 void nb_disk_spec_clear(NbDiskSpec *spec);
+
+/* One --vnc value (also the machine document's [display] listen key). */
+NbVncSpec *nb_vnc_spec_parse(const char *text, GError **error);
+void nb_vnc_spec_free(NbVncSpec *spec);

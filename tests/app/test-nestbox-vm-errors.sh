@@ -55,6 +55,10 @@ expect "not a KVM device" "KVM is not available: .* not a KVM device" \
 expect "unknown machine" "No machine named 'nope'" XDG_DATA_HOME="$work/data" -- --machine nope
 expect "--machine with other settings" "takes its settings from the machine's document" \
   XDG_DATA_HOME="$work/data" -- --machine nope --cpus 2
+expect "bad VNC display" "--vnc 127.0.0.1:100: .*display number" -- --kernel "$kernel" --vnc 127.0.0.1:100
+expect "VNC on a host name" "is not an IP address" -- --kernel "$kernel" --vnc example.org:1
+expect "missing VNC password file" "VNC password file" -- --kernel "$kernel" --vnc "127.0.0.1:1,password-file=$work/no-pw"
+expect "unknown VNC keymap" "no keymap .klingon." -- --kernel "$kernel" --vnc "127.0.0.1:1,keymap=klingon"
 
 # No permission: a device node only root may open, tried as nobody.
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then

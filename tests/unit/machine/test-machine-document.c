@@ -60,7 +60,10 @@ static void test_parse_bad(void)
     { "[machine]\nname=a\n[disk:x]\npath=x\n", "m.ini:3: [disk:x]: unknown group" },
     { "[machine]\nname=a\n[net:0]\nmode=bridged\n", "m.ini:4: [net:0] mode" },
     { "[machine]\nname=a\n[net:0]\nnet=10.0.2.0/99\n", "m.ini:4: [net:0] net" },
-    { "[machine]\nname=a\n[display]\ntype=vnc\n", "m.ini:4: [display] type" },
+    { "[machine]\nname=a\n[display]\ntype=spice\n", "m.ini:4: [display] type" },
+    { "[machine]\nname=a\n[display]\ntype=vnc\nlisten=127.0.0.1:100\n", "m.ini:5: [display] listen" },
+    { "[machine]\nname=a\n[display]\ntype=vnc\nlisten=:1,websocket=9\n", "m.ini:5: [display] listen" },
+    { "[machine]\nname=a\n[display]\ntype=vnc\ncolour=yes\n", "m.ini:5: [display] colour: unknown key" },
     { "[machine]\nname=a\n[serial]\nmode=tty\n", "m.ini:4: [serial] mode" },
     { "[machine]\nname=a\nuuid=nope\n", "m.ini:3: [machine] uuid" },
     { "[machine]\ndescription=x\n", "m.ini:1: [machine] name: missing" },
@@ -76,6 +79,29 @@ static void test_parse_bad(void)
     if (!strstr(error->message, cases[i].expect))
       g_error("case %zu: '%s' lacks '%s'", i, error->message, cases[i].expect);
   }
+}
+
+static void test_display_vnc(void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NbMachineDocument) doc = nb_machine_document_parse("/m/desk", "desk.ini",
+      "[machine]\nname=desk\n[boot]\nkernel=vmlinuz\n[display]\ntype=vnc\nlisten=0.0.0.0:3\n"
+      "password-file=vnc.pw\nkeymap=fr\n", &error);
+  g_assert_no_error(error);
+  NbVmOptions o = { 0 };
+  g_assert_true(nb_machine_document_to_vm_options(doc, &o, &error));
+  g_assert_true(o.graphics);
+  g_assert_nonnull(o.vnc);
+  g_assert_cmpstr(o.vnc->listen, ==, "0.0.0.0");
+  g_assert_cmpuint(o.vnc->display, ==, 3);
+  g_assert_cmpstr(o.vnc->password_file, ==, "/m/desk/vnc.pw");
+  g_assert_cmpstr(o.vnc->keymap, ==, "fr");
+  nb_vm_options_clear(&o);
+  /* Saved and read back, it is the same. */
+  g_autofree char *text = nb_machine_document_to_data(doc);
+  g_assert_nonnull(strstr(text, "type=vnc"));
+  g_assert_nonnull(strstr(text, "listen=0.0.0.0:3"));
+  g_assert_nonnull(strstr(text, "keymap=fr"));
 }
 
 static void test_set(void)
@@ -185,6 +211,7 @@ int main(int argc, char **argv)
   g_test_add_func("/machine-document/parse-good", test_parse_good);
   g_test_add_func("/machine-document/parse-bad", test_parse_bad);
   g_test_add_func("/machine-document/set", test_set);
+  g_test_add_func("/machine-document/display-vnc", test_display_vnc);
   g_test_add_func("/machine-document/atomic-write", test_atomic_write);
   g_test_add_func("/machine-document/names", test_names);
   g_test_add_func("/machine-document/registry", test_registry);

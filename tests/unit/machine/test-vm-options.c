@@ -141,10 +141,45 @@ test_console_ports(void)
   nb_vm_options_clear(&o);
 }
 
+static void
+test_vnc(void)
+{
+  g_autoptr(GError) error = NULL;
+  NbVncSpec *v = nb_vnc_spec_parse("127.0.0.1:1,password-file=/tmp/pw,websocket=5700", &error);
+  g_assert_no_error(error);
+  g_assert_cmpstr(v->listen, ==, "127.0.0.1");
+  g_assert_cmpuint(v->display, ==, 1);
+  g_assert_cmpstr(v->password_file, ==, "/tmp/pw");
+  g_assert_cmpuint(v->websocket, ==, 5700);
+  nb_vnc_spec_free(v);
+  v = nb_vnc_spec_parse(":7", &error);
+  g_assert_no_error(error);
+  g_assert_cmpstr(v->listen, ==, "127.0.0.1");
+  g_assert_cmpuint(v->display, ==, 7);
+  g_assert_null(v->password_file);
+  g_assert_cmpuint(v->websocket, ==, 0);
+  nb_vnc_spec_free(v);
+  v = nb_vnc_spec_parse("[::1]:0", &error);
+  g_assert_no_error(error);
+  g_assert_cmpstr(v->listen, ==, "::1");
+  nb_vnc_spec_free(v);
+
+  const char *bad[] = { "", "1", "127.0.0.1", "127.0.0.1:100", "127.0.0.1:-1", ":x", "host.example:1",
+                        ":1,password-file=", ":1,websocket=0", ":1,websocket=70000", ":1,color=yes",
+                        ":1,websocket=5901", ":1,websocket=1,websocket=2" };
+  for (unsigned i = 0; i < G_N_ELEMENTS(bad); i++) {
+    g_clear_error(&error);
+    g_assert_null(nb_vnc_spec_parse(bad[i], &error));
+    g_assert_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID);
+    g_assert_nonnull(strstr(error->message, "--vnc"));
+  }
+}
+
 int
 main(int argc, char **argv)
 {
   g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/vm-options/vnc", test_vnc);
   g_test_add_func("/vm-options/full", test_full);
   g_test_add_func("/vm-options/defaults", test_defaults);
   g_test_add_func("/vm-options/errors", test_errors);

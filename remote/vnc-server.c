@@ -1,0 +1,557 @@
+#include "vnc-server.h"
+#include "keymap.h"
+
+#include <rfb/rfb.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/input-event-codes.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+G_DEFINE_QUARK(nb-vnc-error-quark, nb_vnc_error)
+
+/* Where a client's picture is while the guest shows nothing. */
+#define BLANK_WIDTH  640
+#define BLANK_HEIGHT 480
+
+struct NbVncServer {
+  rfbScreenInfoPtr screen;
+  unsigned port;
+  char *passwords[2];          /* the list rfbCheckPasswordByList walks */
+  const NbKeymap *keymap;
+
+  /* Main-loop side. */
+  NbFramebuffer *fb;
+  guint listener_id;
+  guint timer_id;
+  uint32_t *pixels;            /* what clients are sent: XRGB8888 */
+  GPtrArray *retired;          /* earlier, smaller pixel buffers */
+  size_t pixels_max;           /* pixels it holds */
+  unsigned width, height;
+
+  /* Client threads. */
+  GMutex input_lock;
+  NbVncInput input;
+  void *input_ctx;
+  bool shift_left, shift_right, altgr;
+  GHashTable *pressed;         /* keysym -> keycode, for the release */
+  int last_buttons;
+  GMutex clients_lock;
+  unsigned clients;
+
+  /* The extra WebSocket port. */
+  int ws_fd;
+  GThread *ws_thread;
+};
+
+/* libvncserver writes its log to stderr; ours goes through GLib. Its
+ * logging hook takes printf formats, which it builds itself. */
+static void vnc_log(const char *format, ...) G_GNUC_PRINTF(1, 2);
+
+static void
+vnc_log(const char *format, ...)
+{
+  va_list args;
+  va_start(args, format);
+  g_autofree char *text = g_strdup_vprintf(format, args);
+  va_end(args);
+  g_strchomp(text);
+  g_debug("vnc: %s", text);
+}
+
+/* Input ------------------------------------------------------------------- */
+
+static void
+send_key(NbVncServer *s, unsigned keycode, bool down)
+{
+  s->input.key(s->input_ctx, keycode, down);
+}
+
+/* Presses keycode with exactly the Shift and AltGr state it needs in the
+ * guest's layout, then puts the user's modifiers back. */
+static void
+press_with_modifiers(NbVncServer *s, unsigned keycode, unsigned mods)
+{
+  bool want_shift = mods & NB_KEYMAP_SHIFT, want_altgr = mods & NB_KEYMAP_ALTGR;
+  bool have_shift = s->shift_left || s->shift_right;
+  if (want_shift && !have_shift)
+    send_key(s, KEY_LEFTSHIFT, true);
+  if (!want_shift && s->shift_left)
+    send_key(s, KEY_LEFTSHIFT, false);
+  if (!want_shift && s->shift_right)
+    send_key(s, KEY_RIGHTSHIFT, false);
+  if (want_altgr != s->altgr)
+    send_key(s, KEY_RIGHTALT, want_altgr);
+  send_key(s, keycode, true);
+  if (want_altgr != s->altgr)
+    send_key(s, KEY_RIGHTALT, s->altgr);
+  if (!want_shift && s->shift_right)
+    send_key(s, KEY_RIGHTSHIFT, true);
+  if (!want_shift && s->shift_left)
+    send_key(s, KEY_LEFTSHIFT, true);
+  if (want_shift && !have_shift)
+    send_key(s, KEY_LEFTSHIFT, false);
+}
+
+static void
+on_key(rfbBool down, rfbKeySym keysym, rfbClientPtr cl)
+{
+  NbVncServer *s = cl->screen->screenData;
+  g_mutex_lock(&s->input_lock);
+  NbKeyStroke k;
+  if (s->input.key == NULL || !nb_keymap_lookup(s->keymap, keysym, &k)) {
+    if (s->input.key)
+      g_debug("vnc: keysym 0x%x has no key in the guest's layout", (unsigned)keysym);
+    g_mutex_unlock(&s->input_lock);
+    return;
+  }
+  if (k.modifiers & NB_KEYMAP_ANY_MODS) {
+    if (k.keycode == KEY_LEFTSHIFT)
+      s->shift_left = down;
+    else if (k.keycode == KEY_RIGHTSHIFT)
+      s->shift_right = down;
+    else if (k.keycode == KEY_RIGHTALT)
+      s->altgr = down;
+    send_key(s, k.keycode, down);
+  } else if (down && (k.modifiers & NB_KEYMAP_THEN_SPACE)) {
+    /* Dead key, then Space: the whole character on the press. */
+    press_with_modifiers(s, k.keycode, k.modifiers);
+    send_key(s, k.keycode, false);
+    send_key(s, KEY_SPACE, true);
+    send_key(s, KEY_SPACE, false);
+    g_hash_table_insert(s->pressed, GUINT_TO_POINTER(keysym), GUINT_TO_POINTER(0));
+  } else if (down) {
+    g_hash_table_insert(s->pressed, GUINT_TO_POINTER(keysym), GUINT_TO_POINTER(k.keycode));
+    press_with_modifiers(s, k.keycode, k.modifiers);
+  } else {
+    /* Release the key the press went to, even if the symbol changed
+     * (nothing when the press already released it). */
+    gpointer code;
+    if (g_hash_table_steal_extended(s->pressed, GUINT_TO_POINTER(keysym), NULL, &code))
+      k.keycode = (uint16_t)GPOINTER_TO_UINT(code);
+    else if (k.modifiers & NB_KEYMAP_THEN_SPACE)
+      k.keycode = 0;
+    if (k.keycode != 0)
+      send_key(s, k.keycode, false);
+  }
+  g_mutex_unlock(&s->input_lock);
+}
+
+static void
+on_pointer(int mask, int x, int y, rfbClientPtr cl)
+{
+  NbVncServer *s = cl->screen->screenData;
+  g_mutex_lock(&s->input_lock);
+  if (s->input.pointer) {
+    int w = cl->screen->width, h = cl->screen->height;
+    unsigned ax = w > 1 ? (unsigned)(CLAMP(x, 0, w - 1) * (int64_t)NB_VNC_POINTER_MAX / (w - 1)) : 0;
+    unsigned ay = h > 1 ? (unsigned)(CLAMP(y, 0, h - 1) * (int64_t)NB_VNC_POINTER_MAX / (h - 1)) : 0;
+    /* RFB: bit 0 left, 1 middle, 2 right, 3 wheel up, 4 wheel down (a
+     * press and a release for each click). */
+    unsigned buttons = (mask & 1 ? 1u : 0u) | (mask & 4 ? 2u : 0u) | (mask & 2 ? 4u : 0u);
+    int pressed_now = mask & ~s->last_buttons;
+    int wheel = (pressed_now & 8 ? 1 : 0) - (pressed_now & 16 ? 1 : 0);
+    s->last_buttons = mask;
+    s->input.pointer(s->input_ctx, ax, ay, buttons, wheel);
+  }
+  g_mutex_unlock(&s->input_lock);
+}
+
+/* There is no clipboard to give the text to; libvncserver already refuses
+ * cut text over 1 MiB by disconnecting the client. */
+static void
+on_cut_text(char *text, int len, rfbClientPtr cl)
+{
+}
+
+/* Clients ----------------------------------------------------------------- */
+
+static void
+on_client_gone(rfbClientPtr cl)
+{
+  NbVncServer *s = cl->screen->screenData;
+  g_mutex_lock(&s->clients_lock);
+  s->clients--;
+  g_mutex_unlock(&s->clients_lock);
+}
+
+static enum rfbNewClientAction
+on_new_client(rfbClientPtr cl)
+{
+  NbVncServer *s = cl->screen->screenData;
+  g_mutex_lock(&s->clients_lock);
+  bool full = s->clients >= NB_VNC_MAX_CLIENTS;
+  if (!full)
+    s->clients++;
+  g_mutex_unlock(&s->clients_lock);
+  if (full) {
+    g_message("vnc: refused a client from %s: %d clients are connected already", cl->host,
+              NB_VNC_MAX_CLIENTS);
+    return RFB_CLIENT_REFUSE;
+  }
+  cl->clientGoneHook = on_client_gone;
+  return RFB_CLIENT_ACCEPT;
+}
+
+/* The extra WebSocket port: libvncserver tells WebSocket from RFB on any
+ * connection, so accepted sockets are simply handed to it. */
+static gpointer
+websocket_thread(gpointer data)
+{
+  NbVncServer *s = data;
+  for (;;) {
+    int fd = accept4(s->ws_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED)
+        continue;
+      return NULL;   /* shut down */
+    }
+    rfbClientPtr cl = rfbNewClient(s->screen, fd);
+    if (cl && !cl->onHold)
+      rfbStartOnHoldClient(cl);
+  }
+}
+
+static int
+listen_tcp(const char *address, unsigned port, GError **error)
+{
+  struct sockaddr_storage ss = { 0 };
+  socklen_t len;
+  struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+  if (inet_pton(AF_INET, address, &in4->sin_addr) == 1) {
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons((uint16_t)port);
+    len = sizeof *in4;
+  } else if (inet_pton(AF_INET6, address, &in6->sin6_addr) == 1) {
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons((uint16_t)port);
+    len = sizeof *in6;
+  } else {
+    g_set_error(error, NB_VNC_ERROR, NB_VNC_ERROR_CONFIG, "%s is not an IP address", address);
+    return -1;
+  }
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  if (fd >= 0)
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 32) < 0) {
+    int err = errno;
+    g_set_error(error, NB_VNC_ERROR, NB_VNC_ERROR_CONFIG,
+                "cannot listen on %s port %u: %s — choose another port or stop what uses it",
+                address, port, g_strerror(err));
+    if (fd >= 0)
+      close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* The framebuffer ------------------------------------------------------------ */
+
+static void
+copy_rect(NbVncServer *s, const NbFbMode *m, const NbFbRect *r)
+{
+  const uint8_t *src = nb_framebuffer_data(s->fb) + m->offset;
+  for (unsigned y = r->y; y < r->y + r->height; y++) {
+    const uint8_t *line = src + (uint64_t)y * m->stride + (uint64_t)r->x * m->bytes_per_pixel;
+    uint32_t *dst = s->pixels + (size_t)y * s->width + r->x;
+    if (m->format == NB_FB_FORMAT_XRGB8888) {
+      memcpy(dst, line, (size_t)r->width * 4);
+    } else {
+      for (unsigned x = 0; x < r->width; x++)
+        dst[x] = nb_fb_pixel_to_rgb(m->format, line + (size_t)x * m->bytes_per_pixel);
+    }
+  }
+}
+
+static void
+set_server_format(rfbScreenInfoPtr screen)
+{
+  /* Pixels are 0x00RRGGBB in host order, like the guest's XRGB8888. */
+  screen->serverFormat.redShift = 16;
+  screen->serverFormat.greenShift = 8;
+  screen->serverFormat.blueShift = 0;
+}
+
+static void
+on_mode_changed(void *ctx, const NbFbMode *mode)
+{
+  NbVncServer *s = ctx;
+  unsigned w = mode->enabled ? mode->width : s->width;
+  unsigned h = mode->enabled ? mode->height : s->height;
+  if ((size_t)w * h > s->pixels_max) {
+    /* Cannot happen with the buffer sized from video memory; stay safe. */
+    w = BLANK_WIDTH;
+    h = BLANK_HEIGHT;
+  }
+  if (w != s->width || h != s->height) {
+    s->width = w;
+    s->height = h;
+    memset(s->pixels, 0, (size_t)w * h * 4);
+    rfbNewFramebuffer(s->screen, (char *)s->pixels, (int)w, (int)h, 8, 3, 4);
+    set_server_format(s->screen);
+  }
+  if (!mode->enabled) {
+    memset(s->pixels, 0, (size_t)w * h * 4);
+    rfbMarkRectAsModified(s->screen, 0, 0, (int)w, (int)h);
+  }
+}
+
+static void
+on_damage(void *ctx, const NbFbRect *rects, unsigned n)
+{
+  NbVncServer *s = ctx;
+  NbFbMode m;
+  nb_framebuffer_get_mode(s->fb, &m);
+  /* A damage belongs to the mode of its refresh; if the guest changed the
+   * mode since, the next refresh reports it and repaints everything. */
+  if (!m.enabled || m.width != s->width || m.height != s->height)
+    return;
+  for (unsigned i = 0; i < n; i++) {
+    const NbFbRect *r = &rects[i];
+    if (r->x + r->width > s->width || r->y + r->height > s->height)
+      continue;
+    copy_rect(s, &m, r);
+    rfbMarkRectAsModified(s->screen, (int)r->x, (int)r->y, (int)(r->x + r->width),
+                          (int)(r->y + r->height));
+  }
+}
+
+static const NbFbListener fb_listener = { on_mode_changed, on_damage };
+
+static gboolean
+on_refresh(gpointer data)
+{
+  NbVncServer *s = data;
+  nb_framebuffer_refresh(s->fb);
+  return G_SOURCE_CONTINUE;
+}
+
+void
+nb_vnc_server_attach(NbVncServer *s, NbFramebuffer *fb, const NbVncInput *input, void *ctx)
+{
+  nb_vnc_server_detach(s);
+  size_t need = (size_t)(nb_framebuffer_size(fb) / 2);   /* 16 bpp is the smallest */
+  if (need > s->pixels_max) {
+    /* Client threads may still be encoding from the old buffer: it is kept
+     * until the server stops (this happens once, on the first attach). */
+    g_ptr_array_add(s->retired, s->pixels);
+    s->pixels_max = need;
+    s->pixels = g_malloc0(s->pixels_max * 4);
+    rfbNewFramebuffer(s->screen, (char *)s->pixels, (int)s->width, (int)s->height, 8, 3, 4);
+    set_server_format(s->screen);
+  }
+  s->fb = fb;
+  s->listener_id = nb_framebuffer_add_listener(fb, &fb_listener, s);
+  s->timer_id = g_timeout_add(NB_VNC_REFRESH_MS, on_refresh, s);
+  g_mutex_lock(&s->input_lock);
+  s->input = *input;
+  s->input_ctx = ctx;
+  s->shift_left = s->shift_right = s->altgr = false;
+  g_hash_table_remove_all(s->pressed);
+  g_mutex_unlock(&s->input_lock);
+  /* The first refresh reports the mode and paints it all. */
+  nb_framebuffer_refresh(fb);
+}
+
+void
+nb_vnc_server_detach(NbVncServer *s)
+{
+  if (s->fb == NULL)
+    return;
+  g_mutex_lock(&s->input_lock);
+  s->input = (NbVncInput){ NULL, NULL };
+  s->input_ctx = NULL;
+  g_mutex_unlock(&s->input_lock);
+  g_source_remove(s->timer_id);
+  nb_framebuffer_remove_listener(s->fb, s->listener_id);
+  s->timer_id = s->listener_id = 0;
+  s->fb = NULL;
+}
+
+/* Lifetime ----------------------------------------------------------------- */
+
+static char *
+read_password(const char *path, GError **error)
+{
+  g_autofree char *text = NULL;
+  g_autoptr(GError) local = NULL;
+  if (!g_file_get_contents(path, &text, NULL, &local)) {
+    g_set_error(error, NB_VNC_ERROR, NB_VNC_ERROR_CONFIG, "cannot read the VNC password file: %s",
+                local->message);
+    return NULL;
+  }
+  char *nl = strpbrk(text, "\r\n");
+  if (nl)
+    *nl = '\0';
+  if (text[0] == '\0') {
+    g_set_error(error, NB_VNC_ERROR, NB_VNC_ERROR_CONFIG,
+                "the VNC password file %s is empty: write the password on its first line", path);
+    return NULL;
+  }
+  return g_steal_pointer(&text);
+}
+
+NbVncServer *
+nb_vnc_server_new(const NbVncSpec *spec, GError **error)
+{
+  const NbKeymap *keymap = nb_keymap_get(spec->keymap ? spec->keymap : "us");
+  if (keymap == NULL) {
+    g_autofree char *names = g_strjoinv(", ", (char **)nb_keymap_names());
+    g_set_error(error, NB_VNC_ERROR, NB_VNC_ERROR_CONFIG,
+                "--vnc: there is no keymap “%s”; the guest layouts known are %s", spec->keymap,
+                names);
+    return NULL;
+  }
+  char *password = NULL;
+  if (spec->password_file) {
+    password = read_password(spec->password_file, error);
+    if (password == NULL)
+      return NULL;
+  }
+
+  rfbLog = vnc_log;
+  rfbErr = vnc_log;
+  NbVncServer *s = g_new0(NbVncServer, 1);
+  g_mutex_init(&s->input_lock);
+  g_mutex_init(&s->clients_lock);
+  s->pressed = g_hash_table_new(NULL, NULL);
+  s->retired = g_ptr_array_new_with_free_func(g_free);
+  s->keymap = keymap;
+  s->passwords[0] = password;
+  s->ws_fd = -1;
+  s->width = BLANK_WIDTH;
+  s->height = BLANK_HEIGHT;
+  s->port = NB_VNC_BASE_PORT + spec->display;
+
+  rfbScreenInfoPtr screen = rfbGetScreen(NULL, NULL, BLANK_WIDTH, BLANK_HEIGHT, 8, 3, 4);
+  s->screen = screen;
+  screen->screenData = s;
+  screen->desktopName = "Nestbox";
+  screen->frameBuffer = NULL;
+  set_server_format(screen);
+  /* The guest draws its own pointer; libvncserver would paint its default
+   * one into the picture for clients without cursor-shape updates. */
+  screen->cursor = NULL;
+  screen->autoPort = FALSE;
+  const char *address = g_str_equal(spec->listen, "localhost") ? "127.0.0.1" : spec->listen;
+  if (strchr(address, ':')) {
+    screen->port = 0;
+    screen->ipv6port = (int)s->port;
+    screen->listen6Interface = g_strdup(address);
+  } else {
+    screen->port = (int)s->port;
+    screen->ipv6port = 0;
+    rfbStringToAddr((char *)address, &screen->listenInterface);
+  }
+  screen->httpPort = 0;
+  screen->httpDir = NULL;
+  screen->kbdAddEvent = on_key;
+  screen->ptrAddEvent = on_pointer;
+  screen->setXCutText = on_cut_text;
+  screen->newClientHook = on_new_client;
+  screen->permitFileTransfer = FALSE;
+  screen->handleEventsEagerly = TRUE;
+  if (password) {
+    screen->authPasswdData = s->passwords;
+    screen->passwordCheck = rfbCheckPasswordByList;
+  }
+  /* A blank picture until a machine is attached. */
+  s->pixels_max = (size_t)BLANK_WIDTH * BLANK_HEIGHT;
+  s->pixels = NULL;
+  uint32_t *blank = g_malloc0(s->pixels_max * 4);
+  screen->frameBuffer = (char *)blank;
+  rfbInitServer(screen);
+  if ((screen->port && screen->listenSock == RFB_INVALID_SOCKET) ||
+      (screen->ipv6port && screen->listen6Sock == RFB_INVALID_SOCKET)) {
+    g_set_error(error, NB_VNC_ERROR, NB_VNC_ERROR_CONFIG,
+                "cannot listen for VNC clients on %s port %u (display %u): the port is in use or "
+                "the address is not this machine's — choose another display number",
+                address, s->port, spec->display);
+    rfbScreenCleanup(screen);
+    s->screen = NULL;
+    g_free(blank);
+    nb_vnc_server_free(s);
+    return NULL;
+  }
+  s->pixels = blank;   /* replaced by a buffer sized for the guest on attach */
+  s->pixels_max = (size_t)BLANK_WIDTH * BLANK_HEIGHT;
+  if (spec->websocket) {
+    s->ws_fd = listen_tcp(address, spec->websocket, error);
+    if (s->ws_fd < 0) {
+      nb_vnc_server_free(s);
+      return NULL;
+    }
+    s->ws_thread = g_thread_new("vnc-websocket", websocket_thread, s);
+  }
+  if (!password && !g_str_equal(address, "127.0.0.1") && !g_str_equal(address, "::1"))
+    g_warning("VNC on %s port %u has no password: anyone who can reach it sees and controls "
+              "the machine; add password-file=PATH to --vnc",
+              address, s->port);
+  rfbRunEventLoop(screen, -1, TRUE);
+  return s;
+}
+
+void
+nb_vnc_server_free(NbVncServer *s)
+{
+  if (s == NULL)
+    return;
+  nb_vnc_server_detach(s);
+  if (s->ws_fd >= 0) {
+    shutdown(s->ws_fd, SHUT_RDWR);
+    if (s->ws_thread)
+      g_thread_join(s->ws_thread);
+    close(s->ws_fd);
+  }
+  if (s->screen) {
+    /* libvncserver's own disconnect (rfbShutdownServer(..., TRUE), or
+     * rfbCloseClient here) tears clients down from this thread while their
+     * threads may be doing the same, and frees twice. Instead shut their
+     * sockets down: each client's thread then ends it as for a client that
+     * hung up; wait for them to be gone. */
+    rfbClientIteratorPtr it = rfbGetClientIterator(s->screen);
+    rfbClientPtr cl;
+    while ((cl = rfbClientIteratorNext(it)) != NULL) {
+      int fd = cl->sock;
+      if (fd >= 0)
+        shutdown(fd, SHUT_RDWR);
+    }
+    rfbReleaseClientIterator(it);
+    for (int i = 0; i < 500 && nb_vnc_server_clients(s) > 0; i++)
+      g_usleep(10000);
+    /* The hook runs just before a client's last clean-up. */
+    g_usleep(50000);
+    rfbShutdownServer(s->screen, FALSE);
+    g_free(s->screen->listen6Interface);
+    s->screen->listen6Interface = NULL;
+    rfbScreenCleanup(s->screen);
+  }
+  g_free(s->pixels);
+  g_ptr_array_unref(s->retired);
+  g_free(s->passwords[0]);
+  g_hash_table_unref(s->pressed);
+  g_mutex_clear(&s->input_lock);
+  g_mutex_clear(&s->clients_lock);
+  g_free(s);
+}
+
+unsigned
+nb_vnc_server_port(NbVncServer *s)
+{
+  return s->port;
+}
+
+unsigned
+nb_vnc_server_clients(NbVncServer *s)
+{
+  g_mutex_lock(&s->clients_lock);
+  unsigned n = s->clients;
+  g_mutex_unlock(&s->clients_lock);
+  return n;
+}

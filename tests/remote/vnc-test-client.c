@@ -1,0 +1,248 @@
+/* A VNC client for tests (libvncclient): connects one or more clients,
+ * checks that every one sees the test pattern exactly, sends keys and a
+ * pointer position, and says what happened on stdout.
+ *
+ *   vnc-test-client HOST:PORT [--password-file F] [--clients N]
+ *       [--pattern WxH]... [--keys SYM,SYM,...] [--pointer X,Y] [--timeout S]
+ *
+ * Each --pattern is waited for in turn ("MATCH WxH" once all clients show
+ * it). --keys takes keysyms in hex: 0x61 is a press and a release, +0xffe1
+ * a press, -0xffe1 a release. Exit status: 0 all good, 1 a picture never
+ * matched (the first wrong pixel is printed), 2 usage, 3 the server refused
+ * the connection or the password ("AUTH-FAILED"). */
+#include "test-pattern.h"
+
+#include <rfb/rfbclient.h>
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char *password;
+
+/* A short-lived test tool that exits from many places: in sanitizer builds
+ * its leaks at exit would only change its exit status. */
+const char *__asan_default_options(void);
+const char *
+__asan_default_options(void)
+{
+  return "detect_leaks=0";
+}
+
+static char *
+get_password(rfbClient *client)
+{
+  return strdup(password ? password : "");
+}
+
+static void quiet_log(const char *format, ...) G_GNUC_PRINTF(1, 2);
+
+static void
+quiet_log(const char *format, ...)
+{
+  if (g_getenv("NB_VNC_CLIENT_DEBUG")) {
+    va_list args;
+    va_start(args, format);
+    vfprintf(stderr, format, args);
+    va_end(args);
+  }
+}
+
+/* Compares the client's picture with the pattern; prints the first wrong
+ * pixel when report is set. */
+static bool
+matches(rfbClient *c, unsigned w, unsigned h, bool report)
+{
+  if ((unsigned)c->width != w || (unsigned)c->height != h || c->frameBuffer == NULL) {
+    if (report)
+      printf("SIZE %dx%d, expected %ux%u\n", c->width, c->height, w, h);
+    return false;
+  }
+  const uint32_t *px = (const uint32_t *)c->frameBuffer;
+  for (unsigned y = 0; y < h; y++) {
+    for (unsigned x = 0; x < w; x++) {
+      uint32_t v = px[(size_t)y * w + x];
+      uint32_t rgb = ((v >> c->format.redShift) & 0xff) << 16 |
+                     ((v >> c->format.greenShift) & 0xff) << 8 | ((v >> c->format.blueShift) & 0xff);
+      if (rgb != nb_test_pattern_rgb(x, y)) {
+        if (report)
+          printf("MISMATCH at %u,%u: got %06x, expected %06x\n", x, y, rgb, nb_test_pattern_rgb(x, y));
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+/* Reads what the server sent for up to usecs. False when it hung up. */
+static bool
+pump(rfbClient *c, unsigned usecs)
+{
+  int n = WaitForMessage(c, usecs);
+  if (n < 0)
+    return false;
+  if (n > 0 && !HandleRFBServerMessage(c))
+    return false;
+  return true;
+}
+
+/* A raw RGB file against the pattern: 0 equal, 1 not. */
+static int
+compare_rgb(const char *path, const char *size)
+{
+  unsigned w, h;
+  g_autofree char *data = NULL;
+  gsize len = 0;
+  g_autoptr(GError) error = NULL;
+  if (sscanf(size, "%ux%u", &w, &h) != 2 || !g_file_get_contents(path, &data, &len, &error)) {
+    fprintf(stderr, "vnc-test-client: %s\n", error ? error->message : "bad size");
+    return 2;
+  }
+  if (len != (gsize)w * h * 3) {
+    printf("RGB file is %zu bytes, not %ux%u\n", (size_t)len, w, h);
+    return 1;
+  }
+  const uint8_t *p = (const uint8_t *)data;
+  for (unsigned y = 0; y < h; y++)
+    for (unsigned x = 0; x < w; x++, p += 3) {
+      uint32_t rgb = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+      if (rgb != nb_test_pattern_rgb(x, y)) {
+        printf("MISMATCH at %u,%u: got %06x, expected %06x\n", x, y, rgb, nb_test_pattern_rgb(x, y));
+        return 1;
+      }
+    }
+  printf("RGB-MATCHES %ux%u\n", w, h);
+  return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+  if (argc == 4 && strcmp(argv[1], "--compare-rgb") == 0)
+    return compare_rgb(argv[2], argv[3]);
+  const char *password_file = NULL, *keys = NULL, *pointer = NULL;
+  char **patterns = NULL;
+  int clients = 1, timeout = 60;
+  GOptionEntry entries[] = {
+    { "password-file", 0, 0, G_OPTION_ARG_FILENAME, &password_file, "Password", "FILE" },
+    { "clients", 0, 0, G_OPTION_ARG_INT, &clients, "Clients at once", "N" },
+    { "pattern", 0, 0, G_OPTION_ARG_STRING_ARRAY, &patterns, "Expect the test pattern", "WxH" },
+    { "keys", 0, 0, G_OPTION_ARG_STRING, &keys, "Keysyms to send", "SYMS" },
+    { "pointer", 0, 0, G_OPTION_ARG_STRING, &pointer, "Pointer position to send", "X,Y" },
+    { "timeout", 0, 0, G_OPTION_ARG_INT, &timeout, "Seconds to wait for each picture", "S" },
+    G_OPTION_ENTRY_NULL,
+  };
+  g_autoptr(GOptionContext) ctx = g_option_context_new("HOST:PORT");
+  g_option_context_add_main_entries(ctx, entries, NULL);
+  g_autoptr(GError) error = NULL;
+  if (!g_option_context_parse(ctx, &argc, &argv, &error) || argc != 2 || clients < 1 || clients > 64) {
+    fprintf(stderr, "vnc-test-client: %s\n", error ? error->message : "usage: HOST:PORT [options]");
+    return 2;
+  }
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  if (password_file) {
+    if (!g_file_get_contents(password_file, &password, NULL, &error)) {
+      fprintf(stderr, "vnc-test-client: %s\n", error->message);
+      return 2;
+    }
+    g_strchomp(password);
+  }
+  char *colon = strrchr(argv[1], ':');
+  if (!colon)
+    return 2;
+  *colon = '\0';
+  int port = atoi(colon + 1);
+  rfbClientLog = quiet_log;
+  rfbClientErr = quiet_log;
+
+  rfbClient **c = g_new0(rfbClient *, clients);
+  for (int i = 0; i < clients; i++) {
+    c[i] = rfbGetClient(8, 3, 4);
+    free(c[i]->serverHost);
+    c[i]->serverHost = strdup(argv[1]);
+    c[i]->serverPort = port;
+    c[i]->GetPassword = get_password;
+    c[i]->appData.shareDesktop = TRUE;
+    c[i]->appData.encodingsString = g_getenv("NB_VNC_ENCODINGS") ? g_getenv("NB_VNC_ENCODINGS") : "tight zrle hextile raw";
+    c[i]->canHandleNewFBSize = TRUE;
+    /* Exact pixels: Tight without its lossy JPEG mode. */
+    c[i]->appData.enableJPEG = FALSE;
+    if (!rfbInitClient(c[i], NULL, NULL)) {
+      /* rfbInitClient frees the client on failure. */
+      printf("AUTH-FAILED client %d\n", i);
+      return 3;
+    }
+  }
+  printf("CONNECTED %d\n", clients);
+
+  for (char **p = patterns; p && *p; p++) {
+    unsigned w = 0, h = 0;
+    if (sscanf(*p, "%ux%u", &w, &h) != 2)
+      return 2;
+    gint64 deadline = g_get_monotonic_time() + (gint64)timeout * G_USEC_PER_SEC;
+    bool all = false;
+    for (unsigned round = 0; !all && g_get_monotonic_time() < deadline; round++) {
+      all = true;
+      for (int i = 0; i < clients; i++) {
+        if (!pump(c[i], 20000)) {
+          printf("DISCONNECTED client %d\n", i);
+          return 1;
+        }
+        if (!matches(c[i], w, h, false)) {
+          all = false;
+          /* Ask for changes, and now and then for the whole picture. */
+          SendFramebufferUpdateRequest(c[i], 0, 0, c[i]->width, c[i]->height, round % 16 != 15);
+        }
+      }
+    }
+    if (!all) {
+      for (int i = 0; i < clients; i++)
+        if (!matches(c[i], w, h, true))
+          printf("client %d never showed the %ux%u pattern\n", i, w, h);
+      return 1;
+    }
+    printf("MATCH %ux%u\n", w, h);
+  }
+
+  if (pointer) {
+    int x, y;
+    if (sscanf(pointer, "%d,%d", &x, &y) != 2)
+      return 2;
+    SendPointerEvent(c[0], x, y, 0);
+    printf("SENT-POINTER %d,%d\n", x, y);
+  }
+  if (keys) {
+    g_auto(GStrv) list = g_strsplit(keys, ",", -1);
+    for (char **k = list; *k; k++) {
+      const char *s = *k;
+      int mode = 0;   /* 0 tap, 1 press, -1 release */
+      if (*s == '+')
+        mode = 1, s++;
+      else if (*s == '-')
+        mode = -1, s++;
+      uint32_t sym = (uint32_t)strtoul(s, NULL, 16);
+      if (mode >= 0)
+        SendKeyEvent(c[0], sym, TRUE);
+      if (mode <= 0)
+        SendKeyEvent(c[0], sym, FALSE);
+      pump(c[0], 20000);
+    }
+    printf("SENT-KEYS %s\n", keys);
+  }
+  /* Let the server read what was sent before the connection closes. */
+  for (int t = 0; t < 25; t++)
+    for (int i = 0; i < clients; i++)
+      pump(c[i], 20000);
+  for (int i = 0; i < clients; i++) {
+    /* libvncclient leaves the picture to its owner. */
+    free(c[i]->frameBuffer);
+    rfbClientCleanup(c[i]);
+  }
+  g_free(c);
+  g_free(password);
+  g_strfreev(patterns);
+  return 0;
+}
