@@ -511,11 +511,11 @@ net_activate(void *ctx)
   g_mutex_lock(&net->rx_lock);
   net->tx_features = net->rx_features = features;
   net->tx_active = net->rx_active = true;
-  g_mutex_unlock(&net->rx_lock);
-  g_mutex_unlock(&net->tx_lock);
   /* Frames for the guest are not signalled by the driver: new receive
    * buffers need no notification. */
   nb_virtqueue_disable_notify(nb_virtio_pci_queue(net->vp, NB_VIRTIO_NET_Q_RX));
+  g_mutex_unlock(&net->rx_lock);
+  g_mutex_unlock(&net->tx_lock);
   set_peer_features(net, features);
 }
 

@@ -89,7 +89,6 @@ fi
 busybox wget -q -T 30 -O /dev/null "http://127.0.0.1:$fwd_port/done" 2>/dev/null
 wait $vm
 NB_STATUS=$?
-kill $web_pid 2>/dev/null
 nb_expect_status "NAT guest: poweroff" 0
 nb_expect "default MAC address" "^MAC0 52:54:00:12:34:56"
 nb_expect "the driver took checksum, TSO and mergeable buffers" "^FEATURES0 111111"
@@ -99,6 +98,19 @@ nb_expect "DHCP DNS 10.0.2.3" "^LEASE0 .*dns=10\.0\.2\.3 "
 nb_expect "default route through the gateway" "^ROUTE default via 10\.0\.2\.2 dev eth0"
 nb_expect "the guest downloaded 4 MiB from the host's loopback intact" "^DOWNLOAD $down_sha"
 nb_expect "the guest's httpd served the host" "^HTTPD-SERVED [1-9]"
+
+# A port forward from a host port that is taken (the web server's) is a
+# configuration error, said before the guest starts.
+NB_CHECKS=$((NB_CHECKS + 1))
+"$NESTBOX_VM" --kernel "$NESTBOX_GUEST_DIR/vmlinuz" --initrd "$initrd" --serial none \
+  --net nat --net "nat,hostfwd=tcp:127.0.0.1:$web_port-:80" > "$NB_WORK/busy.stderr" 2>&1
+status=$?
+if [ $status = 2 ] && grep -q "network card 2: cannot forward tcp port 127.0.0.1:$web_port" "$NB_WORK/busy.stderr"; then
+  nb_pass "a busy host port is refused with exit status 2: $(cat "$NB_WORK/busy.stderr")"
+else
+  nb_fail "busy host port: exit status $status, said: $(cat "$NB_WORK/busy.stderr")"
+fi
+kill $web_pid 2>/dev/null
 
 # Two NICs: the first on its own subnet with a MAC address given, the second
 # with the defaults (its MAC address follows its index), each with an engine
