@@ -365,8 +365,8 @@ rx_deliver_locked(NbVirtioNet *net, const uint8_t *frame, size_t len, const NbNe
     bool gso = flags & NB_NET_FRAME_GSO_TCPV4;
     if (!(flags & NB_NET_FRAME_CSUM_PARTIAL) || !nb_net_frame_csum_offsets(frame, len, &start, &offset) ||
         (gso && (!guest_tso || offset != 16 || meta->gso_size == 0))) {
-      /* A segment too large for a guest without TSO: the backend was told
-       * not to make one. */
+      /* Offload flags that do not fit the frame, or a TSO frame for a
+       * guest without TSO (the backend was told not to make one). */
       st->rx_bad_offload++;
       return false;
     }
