@@ -378,11 +378,30 @@ nb_machine_free(NbMachine *m)
   nb_virtio_rng_free(m->virtio_rng);
   nb_virtio_console_free(m->virtio_console);
   /* Each NIC detaches from its engine before the engine goes. */
-  for (guint i = 0; i < m->virtio_nets->len; i++)
-    nb_virtio_net_free(g_ptr_array_index(m->virtio_nets, i));
+  for (guint i = 0; i < m->virtio_nets->len; i++) {
+    NbVirtioNet *net = g_ptr_array_index(m->virtio_nets, i);
+    NbVirtioNetStats s;
+    nb_virtio_net_get_stats(net, &s);
+    g_debug("network card %u: tx %" G_GUINT64_FORMAT " frames (bad header %" G_GUINT64_FORMAT
+            ", size %" G_GUINT64_FORMAT ", buffer %" G_GUINT64_FORMAT "), rx %" G_GUINT64_FORMAT
+            " frames (no buffer %" G_GUINT64_FORMAT ", bad buffer %" G_GUINT64_FORMAT ", down %"
+            G_GUINT64_FORMAT ", bad offload %" G_GUINT64_FORMAT ")",
+            i + 1, s.tx_frames, s.tx_bad_header, s.tx_bad_size, s.tx_bad_buffer, s.rx_frames,
+            s.rx_no_buffer, s.rx_bad_buffer, s.rx_down, s.rx_bad_offload);
+    nb_virtio_net_free(net);
+  }
   g_ptr_array_free(m->virtio_nets, TRUE);
-  for (guint i = 0; i < m->nats->len; i++)
-    nb_nat_free(g_ptr_array_index(m->nats, i));
+  for (guint i = 0; i < m->nats->len; i++) {
+    NbNat *nat = g_ptr_array_index(m->nats, i);
+    NbNatStats s;
+    nb_nat_get_stats(nat, &s);
+    g_debug("NAT %u: from the guest %" G_GUINT64_FORMAT ", to it %" G_GUINT64_FORMAT
+            " (no room %" G_GUINT64_FORMAT "); dropped: eth %" G_GUINT64_FORMAT ", ip %"
+            G_GUINT64_FORMAT ", tcp %" G_GUINT64_FORMAT ", udp %" G_GUINT64_FORMAT ", policy %"
+            G_GUINT64_FORMAT, i + 1, s.rx_frames, s.tx_frames, s.tx_dropped, s.drop_eth,
+            s.drop_ip, s.drop_tcp, s.drop_udp, s.drop_policy);
+    nb_nat_free(nat);
+  }
   g_ptr_array_free(m->nats, TRUE);
   nb_pvpanic_free(m->pvpanic);
   nb_pci_bus_free(m->pci);
