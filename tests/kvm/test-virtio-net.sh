@@ -50,7 +50,7 @@ served_sha=$(yes nestbox-guest-http | head -c 3000000 | sha256sum | cut -d' ' -f
 initrd=$(net_initrd nat "$guest_dhcp
 dhcp 0
 echo \"ROUTE \$(ip route | grep ^default)\"
-if wget -q -O /tmp/download http://10.0.2.2:$web_port/download; then
+if timeout 180 wget -q -O /tmp/download http://10.0.2.2:$web_port/download; then
   echo \"DOWNLOAD \$(sha256sum /tmp/download | cut -d' ' -f1)\"
 else
   echo DOWNLOAD-FAILED
@@ -80,13 +80,14 @@ done
 NB_CHECKS=$((NB_CHECKS + 1))
 fetched=$NB_WORK/fetched
 if grep -aq '^HTTPD-READY' "$NB_LOG" 2>/dev/null &&
-   busybox wget -q -T 60 -O "$fetched" "http://127.0.0.1:$fwd_port/served" &&
+   timeout 120 busybox wget -q -O "$fetched" "http://127.0.0.1:$fwd_port/served" &&
    [ "$(sha256sum < "$fetched" | cut -d' ' -f1)" = "$served_sha" ]; then
   nb_pass "the host fetched 3 MB from the guest's httpd through hostfwd"
 else
   nb_fail "the host could not fetch the guest's file through hostfwd port $fwd_port"
 fi
-busybox wget -q -T 30 -O /dev/null "http://127.0.0.1:$fwd_port/done" 2>/dev/null
+# (busybox wget's -T crashes: timeout(1) bounds it instead.)
+timeout 60 busybox wget -q -O /dev/null "http://127.0.0.1:$fwd_port/done" 2>/dev/null
 wait $vm
 NB_STATUS=$?
 nb_expect_status "NAT guest: poweroff" 0
