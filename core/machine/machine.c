@@ -13,12 +13,15 @@
 #include "kvm/memory-map.h"
 #include "kvm/vcpu.h"
 #include "kvm/vm.h"
+#include "net/nat.h"
 #include "virtio/virtio-blk.h"
 #include "virtio/virtio-console.h"
 #include "virtio/virtio-input.h"
+#include "virtio/virtio-net.h"
 #include "virtio/virtio-rng.h"
 
 #include <gio/gio.h>
+#include <string.h>
 
 G_DEFINE_QUARK(nb-machine-error-quark, nb_machine_error)
 
@@ -43,6 +46,8 @@ struct NbMachine {
   GPtrArray *virtio_blks;     /* NbVirtioBlk */
   NbVirtioRng *virtio_rng;
   NbVirtioConsole *virtio_console;
+  GPtrArray *nats;            /* NbNat, one per --net, freed after its NIC */
+  GPtrArray *virtio_nets;     /* NbVirtioNet */
   bool console_on_hvc;
   NbBochsDisplay *display;
   NbVirtioInput *keyboard;
@@ -238,6 +243,36 @@ add_disk(NbMachine *m, const NbDiskSpec *spec, unsigned index, GError **error)
   return nb_pci_bus_add(m->pci, nb_virtio_blk_pci_device(blk), error);
 }
 
+/* One --net: a virtio-net NIC with a NAT engine of its own. Without mac=
+ * the NIC gets 52:54:00:12:34:56 plus its index, the same every run, so
+ * the guest's DHCP lease and interface names stay put. */
+static bool
+add_nic(NbMachine *m, const char *spec, unsigned index, GError **error)
+{
+  g_autoptr(NbNatConfig) config = nb_nat_config_parse(spec, error);
+  if (config == NULL) {
+    g_prefix_error(error, "network card %u: ", index + 1);
+    return false;
+  }
+  uint8_t mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, (uint8_t)(0x56 + index) };
+  if (config->has_mac)
+    memcpy(mac, config->mac, 6);
+  NbNat *nat = nb_nat_new(config, error);
+  if (nat == NULL) {
+    g_prefix_error(error, "network card %u: ", index + 1);
+    return false;
+  }
+  g_ptr_array_add(m->nats, nat);
+  NbVirtioNet *net = nb_virtio_net_new(m->mem, nb_nat_get_backend(nat), mac, error);
+  if (net == NULL) {
+    g_prefix_error(error, "network card %u: ", index + 1);
+    return false;
+  }
+  g_ptr_array_add(m->virtio_nets, net);
+  /* The engine's thread starts once the NIC is attached to it. */
+  return nb_pci_bus_add(m->pci, nb_virtio_net_pci_device(net), error) && nb_nat_start(nat, error);
+}
+
 static bool
 add_virtio_devices(NbMachine *m, const NbVmOptions *options, GError **error)
 {
@@ -266,6 +301,10 @@ add_virtio_devices(NbMachine *m, const NbVmOptions *options, GError **error)
       return false;
     m->console_on_hvc = options->console_hvc;
   }
+
+  for (unsigned i = 0; options->nets && options->nets[i]; i++)
+    if (!add_nic(m, options->nets[i], i, error))
+      return false;
   return true;
 }
 
@@ -363,6 +402,8 @@ nb_machine_new(const NbVmOptions *options, NbConsoleIo *console, GError **error)
   m->console = console;
   m->blocks = g_ptr_array_new();
   m->virtio_blks = g_ptr_array_new();
+  m->nats = g_ptr_array_new();
+  m->virtio_nets = g_ptr_array_new();
 
   m->mem = nb_guest_memory_new(options->memory, error);
   if (m->mem == NULL || !load_linux(m, options, error))
@@ -411,6 +452,32 @@ nb_machine_free(NbMachine *m)
   nb_virtio_input_free(m->keyboard);
   nb_virtio_input_free(m->tablet);
   nb_bochs_display_free(m->display);
+  /* Each NIC detaches from its engine before the engine goes. */
+  for (guint i = 0; i < m->virtio_nets->len; i++) {
+    NbVirtioNet *net = g_ptr_array_index(m->virtio_nets, i);
+    NbVirtioNetStats s;
+    nb_virtio_net_get_stats(net, &s);
+    g_debug("network card %u: tx %" G_GUINT64_FORMAT " frames (bad header %" G_GUINT64_FORMAT
+            ", size %" G_GUINT64_FORMAT ", buffer %" G_GUINT64_FORMAT "), rx %" G_GUINT64_FORMAT
+            " frames (no buffer %" G_GUINT64_FORMAT ", bad buffer %" G_GUINT64_FORMAT ", down %"
+            G_GUINT64_FORMAT ", bad offload %" G_GUINT64_FORMAT ")",
+            i + 1, s.tx_frames, s.tx_bad_header, s.tx_bad_size, s.tx_bad_buffer, s.rx_frames,
+            s.rx_no_buffer, s.rx_bad_buffer, s.rx_down, s.rx_bad_offload);
+    nb_virtio_net_free(net);
+  }
+  g_ptr_array_free(m->virtio_nets, TRUE);
+  for (guint i = 0; i < m->nats->len; i++) {
+    NbNat *nat = g_ptr_array_index(m->nats, i);
+    NbNatStats s;
+    nb_nat_get_stats(nat, &s);
+    g_debug("NAT %u: from the guest %" G_GUINT64_FORMAT ", to it %" G_GUINT64_FORMAT
+            " (no room %" G_GUINT64_FORMAT "); dropped: eth %" G_GUINT64_FORMAT ", ip %"
+            G_GUINT64_FORMAT ", tcp %" G_GUINT64_FORMAT ", udp %" G_GUINT64_FORMAT ", policy %"
+            G_GUINT64_FORMAT, i + 1, s.rx_frames, s.tx_frames, s.tx_dropped, s.drop_eth,
+            s.drop_ip, s.drop_tcp, s.drop_udp, s.drop_policy);
+    nb_nat_free(nat);
+  }
+  g_ptr_array_free(m->nats, TRUE);
   nb_pvpanic_free(m->pvpanic);
   nb_pci_bus_free(m->pci);
   nb_acpi_pm_free(m->acpi_pm);

@@ -12,6 +12,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -321,6 +323,14 @@ tcp_maybe_finish(NbNat *nat, TcpFlow *f)
     tcp_kill(nat, f, false);
 }
 
+/* Whether the host peer has shut down its sending side. */
+static bool
+tcp_host_shut(int fd)
+{
+  struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+  return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 /* Reads what the host sent into segments for the guest, as far as the
  * guest's window allows. */
 static void
@@ -389,6 +399,17 @@ tcp_host_read(NbNat *nat, TcpFlow *f)
     if (!f->peek_off)
       r -= (ssize_t)skip_total;
     if (r <= 0) {
+      /* Without SO_PEEK_OFF (Linux before 6.9) a peek that brings back only
+       * the bytes in flight means nothing new has come yet; the stream has
+       * ended only if the host also shut down its side, and once it has,
+       * all it sent is queued: more than we peeked means peek again. */
+      if (!f->peek_off && skip_total > 0) {
+        if (!tcp_host_shut(f->fd))
+          break;
+        int queued = 0;
+        if (ioctl(f->fd, FIONREAD, &queued) == 0 && (size_t)queued > skip_total)
+          continue;
+      }
       f->host_eof = true;
       break;
     }

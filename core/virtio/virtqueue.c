@@ -117,6 +117,7 @@ typedef struct {
   unsigned n, cap;
   unsigned n_out;
   bool seen_write;
+  bool tolerant;        /* buffers outside RAM cost only this chain */
   size_t out_len, in_len;
   struct iovec small[32];
 } Gather;
@@ -169,15 +170,19 @@ walk_chain(NbVirtqueue *vq, const NbVirtqDesc *table, unsigned table_size, unsig
         return broken(vq, error, "indirect table of %u entries (at most %u)", n,
                       NB_VIRTQ_MAX_INDIRECT);
       const NbVirtqDesc *itable = nb_guest_memory_ptr(vq->mem, addr, len);
+      if (itable == NULL && g->tolerant)
+        return NB_VIRTQ_POP_BAD_BUFFER;
       if (itable == NULL)
         return broken(vq, error, "indirect table at 0x%" G_GINT64_MODIFIER "x (%u bytes) is not in guest RAM",
                       addr, len);
       return walk_chain(vq, itable, n, 0, true, g, error);
     }
 
+    void *p = len ? nb_guest_memory_ptr(vq->mem, addr, len) : NULL;
+    if (p == NULL && g->tolerant)
+      return NB_VIRTQ_POP_BAD_BUFFER;
     if (len == 0)
       return broken(vq, error, "descriptor %u has zero length", i);
-    void *p = nb_guest_memory_ptr(vq->mem, addr, len);
     if (p == NULL)
       return broken(vq, error, "descriptor %u at 0x%" G_GINT64_MODIFIER "x (%u bytes) is not in guest RAM",
                     i, addr, len);
@@ -202,8 +207,9 @@ walk_chain(NbVirtqueue *vq, const NbVirtqDesc *table, unsigned table_size, unsig
   }
 }
 
-NbVirtqPopResult
-nb_virtqueue_pop(NbVirtqueue *vq, NbVirtqElement **out_elem, GError **error)
+static NbVirtqPopResult
+pop(NbVirtqueue *vq, NbVirtqElement **out_elem, bool tolerant, uint16_t *bad_head,
+    GError **error)
 {
   *out_elem = NULL;
   if (!vq->ready)
@@ -223,10 +229,13 @@ nb_virtqueue_pop(NbVirtqueue *vq, NbVirtqElement **out_elem, GError **error)
   if (head >= vq->size)
     return broken(vq, error, "available ring names descriptor %u on a queue of %u", head, vq->size);
 
-  Gather g = { .cap = G_N_ELEMENTS(g.small) };
+  Gather g = { .cap = G_N_ELEMENTS(g.small), .tolerant = tolerant };
   g.iov = g.small;
   NbVirtqPopResult r = walk_chain(vq, vq->desc, vq->size, head, false, &g, error);
-  if (r == NB_VIRTQ_POP_OK) {
+  if (r == NB_VIRTQ_POP_BAD_BUFFER) {
+    vq->last_avail++;
+    *bad_head = head;
+  } else if (r == NB_VIRTQ_POP_OK) {
     if (!g.seen_write)
       g.n_out = g.n;
     NbVirtqElement *e = g_malloc(sizeof *e + g.n * sizeof(struct iovec));
@@ -246,6 +255,19 @@ nb_virtqueue_pop(NbVirtqueue *vq, NbVirtqElement **out_elem, GError **error)
   return r;
 }
 
+NbVirtqPopResult
+nb_virtqueue_pop(NbVirtqueue *vq, NbVirtqElement **out_elem, GError **error)
+{
+  return pop(vq, out_elem, false, NULL, error);
+}
+
+NbVirtqPopResult
+nb_virtqueue_pop_tolerant(NbVirtqueue *vq, NbVirtqElement **out_elem, uint16_t *bad_head,
+                          GError **error)
+{
+  return pop(vq, out_elem, true, bad_head, error);
+}
+
 void
 nb_virtqueue_unpop(NbVirtqueue *vq)
 {
@@ -263,6 +285,21 @@ nb_virtqueue_push(NbVirtqueue *vq, uint16_t head, uint32_t len)
   vq->used_idx++;
   vq->pushed = true;
   store16(&vq->used_hdr[1], vq->used_idx);   /* release: the entry is visible first */
+}
+
+void
+nb_virtqueue_push_batch(NbVirtqueue *vq, const uint16_t *heads, const uint32_t *lens, unsigned n)
+{
+  if (!vq->ready || n == 0)
+    return;
+  for (unsigned i = 0; i < n; i++) {
+    unsigned slot = (uint16_t)(vq->used_idx + i) % vq->size;
+    uint32_t entry[2] = { GUINT32_TO_LE(heads[i]), GUINT32_TO_LE(lens[i]) };
+    memcpy(&vq->used_ring[2 * slot], entry, sizeof entry);
+  }
+  vq->used_idx = (uint16_t)(vq->used_idx + n);
+  vq->pushed = true;
+  store16(&vq->used_hdr[1], vq->used_idx);   /* release: every entry is visible first */
 }
 
 static inline uint16_t *

@@ -86,6 +86,7 @@ typedef enum {
   NB_VIRTQ_POP_EMPTY,
   NB_VIRTQ_POP_OK,
   NB_VIRTQ_POP_BROKEN,  /* queue now broken; the error says why */
+  NB_VIRTQ_POP_BAD_BUFFER, /* nb_virtqueue_pop_tolerant only: an unusable chain was taken */
 } NbVirtqPopResult;
 
 void nb_virtqueue_init(NbVirtqueue *vq, NbGuestMemory *mem);
@@ -101,12 +102,27 @@ void nb_virtqueue_reset(NbVirtqueue *vq);
 /* Takes the next available chain. The element is freed with g_free(). */
 NbVirtqPopResult nb_virtqueue_pop(NbVirtqueue *vq, NbVirtqElement **out_elem, GError **error);
 
+/* Like nb_virtqueue_pop, for devices whose requests stand alone (network
+ * frames): a chain whose buffers are not in guest RAM, or are empty, costs
+ * only that request. It is taken from the ring and NB_VIRTQ_POP_BAD_BUFFER
+ * returned with its head in *bad_head, for the device to hand back unused
+ * (push with length 0). A corrupt ring (an index that jumps, a head or link
+ * beyond the table, a loop, a bad indirect table) still breaks the queue. */
+NbVirtqPopResult nb_virtqueue_pop_tolerant(NbVirtqueue *vq, NbVirtqElement **out_elem,
+                                           uint16_t *bad_head, GError **error);
+
 /* Puts a chain back as if it had never been taken (the device could not
  * start it yet). Only the most recently popped element may be returned. */
 void nb_virtqueue_unpop(NbVirtqueue *vq);
 
 /* Returns a chain to the driver with len bytes written into its in part. */
 void nb_virtqueue_push(NbVirtqueue *vq, uint16_t head, uint32_t len);
+
+/* Returns n chains at once: the driver sees them all in one used->idx
+ * update (a frame spread over mergeable receive buffers must not be seen
+ * half done). */
+void nb_virtqueue_push_batch(NbVirtqueue *vq, const uint16_t *heads, const uint32_t *lens,
+                             unsigned n);
 
 /* Whether the driver wants an interrupt for what was pushed since the last
  * call (VIRTQ_AVAIL_F_NO_INTERRUPT or used_event); false when nothing was. */

@@ -599,6 +599,72 @@ test_iov_helpers(void)
   g_assert_cmpint(nb_virtq_iov_slice(iov, 3, 0, 0, s, 3), ==, 0);
 }
 
+/* The tolerant pop: a chain outside RAM, in the hole, or with an indirect
+ * table outside RAM costs only itself; a corrupt ring still breaks. */
+static void
+test_tolerant(Fixture *f, gconstpointer data)
+{
+  put_desc(f, 0, DATA, 16, NB_VIRTQ_DESC_F_NEXT, 1);
+  put_desc(f, 1, LOW_LIMIT + 0x1000, 64, 0, 0);          /* in the hole */
+  put_desc(f, 2, UINT64_C(1) << 40, 64, 0, 0);           /* beyond RAM */
+  put_desc(f, 3, UINT64_C(1) << 40, 32, NB_VIRTQ_DESC_F_INDIRECT, 0);
+  put_desc(f, 4, DATA, 0, 0, 0);                         /* empty */
+  put_desc(f, 5, DATA, 32, NB_VIRTQ_DESC_F_WRITE, 0);    /* good */
+  uint16_t heads[] = { 0, 2, 3, 4 };
+  for (unsigned i = 0; i < G_N_ELEMENTS(heads); i++)
+    offer(f, heads[i]);
+  offer(f, 5);
+  for (unsigned i = 0; i < G_N_ELEMENTS(heads); i++) {
+    g_autoptr(GError) error = NULL;
+    NbVirtqElement *e = NULL;
+    uint16_t bad = 0xffff;
+    g_assert_cmpint(nb_virtqueue_pop_tolerant(&f->vq, &e, &bad, &error), ==, NB_VIRTQ_POP_BAD_BUFFER);
+    g_assert_no_error(error);
+    g_assert_null(e);
+    g_assert_cmpuint(bad, ==, heads[i]);
+    g_assert_false(f->vq.broken);
+    nb_virtqueue_push(&f->vq, bad, 0);
+  }
+  uint16_t bad;
+  NbVirtqElement *e = NULL;
+  g_assert_cmpint(nb_virtqueue_pop_tolerant(&f->vq, &e, &bad, NULL), ==, NB_VIRTQ_POP_OK);
+  g_assert_cmpuint(e->head, ==, 5);
+  g_assert_cmpuint(e->in_len, ==, 32);
+  g_free(e);
+  g_assert_cmpuint(read16(f, USED + 2), ==, 4);
+
+  /* A loop is the ring's corruption, not one request's. */
+  put_desc(f, 6, DATA, 16, NB_VIRTQ_DESC_F_NEXT, 6);
+  offer(f, 6);
+  g_autoptr(GError) error = NULL;
+  g_assert_cmpint(nb_virtqueue_pop_tolerant(&f->vq, &e, &bad, &error), ==, NB_VIRTQ_POP_BROKEN);
+  g_assert_true(f->vq.broken);
+}
+
+/* A batch becomes visible to the driver in one used->idx step. */
+static void
+test_push_batch(Fixture *f, gconstpointer data)
+{
+  uint16_t heads[3] = { 7, 3, 9 };
+  uint32_t lens[3] = { 100, 200, 300 };
+  nb_virtqueue_push(&f->vq, 1, 10);
+  nb_virtqueue_push_batch(&f->vq, heads, lens, 3);
+  g_assert_cmpuint(read16(f, USED + 2), ==, 4);
+  for (unsigned i = 0; i < 3; i++) {
+    g_assert_cmpuint(read32(f, USED + 4 + 8 * (i + 1)), ==, heads[i]);
+    g_assert_cmpuint(read32(f, USED + 8 + 8 * (i + 1)), ==, lens[i]);
+  }
+  g_assert_true(nb_virtqueue_should_notify(&f->vq));
+  /* Around the end of the ring. */
+  for (unsigned i = 0; i < QSIZE - 5; i++)
+    nb_virtqueue_push(&f->vq, 0, 0);
+  nb_virtqueue_push_batch(&f->vq, heads, lens, 3);
+  g_assert_cmpuint(read16(f, USED + 2), ==, QSIZE + 2);
+  g_assert_cmpuint(read32(f, USED + 4 + 8 * (QSIZE - 1)), ==, 7);
+  g_assert_cmpuint(read32(f, USED + 4), ==, 3);
+  g_assert_cmpuint(read32(f, USED + 4 + 8), ==, 9);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -637,6 +703,8 @@ main(int argc, char **argv)
   T("bad/head-beyond-queue", test_head_beyond_queue);
   T("bad/avail-jump", test_avail_jump);
   T("bad/queue-setup", test_bad_queue_setup);
+  T("tolerant-pop", test_tolerant);
+  T("push-batch", test_push_batch);
 #undef T
   g_test_add_func("/virtqueue/iov-helpers", test_iov_helpers);
   return g_test_run();
