@@ -329,13 +329,13 @@ nb_control_server_free(NbControlServer *s)
   for (guint i = 0; i < s->connections->len; i++) {
     GDBusConnection *c = g_ptr_array_index(s->connections, i);
     g_signal_handlers_disconnect_by_data(c, s);
+    g_dbus_interface_skeleton_unexport_from_connection(G_DBUS_INTERFACE_SKELETON(s->skeleton), c);
     /* Whatever the last state change queued goes out before the close. */
     g_dbus_connection_flush_sync(c, NULL, NULL);
     g_dbus_connection_close_sync(c, NULL, NULL);
   }
   g_ptr_array_free(s->connections, TRUE);
   if (s->skeleton) {
-    g_dbus_interface_skeleton_unexport(G_DBUS_INTERFACE_SKELETON(s->skeleton));
     g_signal_handlers_disconnect_by_data(s->skeleton, s);
     g_object_unref(s->skeleton);
   }

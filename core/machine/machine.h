@@ -37,3 +37,15 @@ NbMachineExit nb_machine_run(NbMachine *machine, char **detail);
 void nb_machine_stop(NbMachine *machine, NbMachineExit reason, const char *detail);
 
 const char *nb_machine_exit_describe(NbMachineExit exit);
+
+/* Stops every vCPU (out of KVM_RUN, held) and returns once all are held;
+ * fails if they do not stop within seconds. Not from a vCPU thread. */
+bool nb_machine_pause(NbMachine *machine, GError **error);
+void nb_machine_resume(NbMachine *machine);
+/* For the vCPU loop: holds the calling vCPU thread while a pause is asked
+ * for; returns whether it was held. */
+bool nb_machine_park_if_paused(NbMachine *machine);
+/* The ACPI power button; false when the guest does not listen to it. */
+bool nb_machine_press_power_button(NbMachine *machine);
+/* NbNat engines (or NULL for a NIC without one), indexed like [net:N]. */
+GPtrArray *nb_machine_nat_engines(NbMachine *machine);
