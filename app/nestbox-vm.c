@@ -62,7 +62,7 @@ main(int argc, char **argv)
   NbMachineControl *control = NULL;
   if (options.machine) {
     g_autofree char *dir = nb_machine_registry_dir(options.machine);
-    control = nb_machine_control_new(options.machine, dir, &options, &error);
+    control = nb_machine_control_new(options.machine, dir, &options, console, &error);
     if (control == NULL) {
       fprintf(stderr, "nestbox-vm: %s\n", error->message);
       nb_console_io_free(console);

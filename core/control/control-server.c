@@ -18,6 +18,8 @@ struct NbControlServer {
   void *ctx;
   NbMachineState state;
   NbMachineState resume_to;   /* what Resume goes back to */
+  GDBusNodeInfo *bus_info;
+  unsigned peers;
 };
 
 char *
@@ -228,6 +230,35 @@ on_list_port_forwards(NbDBusMachine1 *skel, GDBusMethodInvocation *invocation, g
   return TRUE;
 }
 
+/* The bus greeting ----------------------------------------------------------
+ * `gdbus call --address` and other tools treat every address as a message
+ * bus: they say Hello to org.freedesktop.DBus and add match rules before
+ * their call. Peer to peer there is no bus, so the server answers those few
+ * calls itself (a unique name, match rules accepted: every signal reaches
+ * the one peer anyway) and the tools work unchanged. */
+
+static const char bus_xml[] =
+  "<node><interface name='org.freedesktop.DBus'>"
+  "<method name='Hello'><arg type='s' direction='out'/></method>"
+  "<method name='AddMatch'><arg type='s' direction='in'/></method>"
+  "<method name='RemoveMatch'><arg type='s' direction='in'/></method>"
+  "</interface></node>";
+
+static void
+on_bus_method(GDBusConnection *connection, const char *sender, const char *path, const char *iface,
+              const char *method, GVariant *params, GDBusMethodInvocation *invocation, gpointer data)
+{
+  NbControlServer *s = data;
+  if (g_str_equal(method, "Hello")) {
+    g_autofree char *name = g_strdup_printf(":1.%u", ++s->peers);
+    g_dbus_method_invocation_return_value(invocation, g_variant_new("(s)", name));
+  } else {
+    g_dbus_method_invocation_return_value(invocation, NULL);
+  }
+}
+
+static const GDBusInterfaceVTable bus_vtable = { .method_call = on_bus_method };
+
 /* Connections ------------------------------------------------------------- */
 
 static void
@@ -248,6 +279,12 @@ on_new_connection(GDBusServer *server, GDBusConnection *connection, gpointer dat
   if (!g_dbus_interface_skeleton_export(G_DBUS_INTERFACE_SKELETON(s->skeleton), connection,
                                         NB_CONTROL_OBJECT_PATH, &error)) {
     g_warning("control: cannot serve a client: %s", error->message);
+    return FALSE;
+  }
+  if (g_dbus_connection_register_object(connection, "/org/freedesktop/DBus", s->bus_info->interfaces[0],
+                                        &bus_vtable, s, NULL, &error) == 0) {
+    g_warning("control: cannot serve a client: %s", error->message);
+    g_dbus_interface_skeleton_unexport_from_connection(G_DBUS_INTERFACE_SKELETON(s->skeleton), connection);
     return FALSE;
   }
   g_ptr_array_add(s->connections, g_object_ref(connection));
@@ -280,6 +317,7 @@ nb_control_server_new(const char *socket_path, const char *name, const NbControl
   s->resume_to = NB_MACHINE_STATE_RUNNING;
   s->connections = g_ptr_array_new_with_free_func(g_object_unref);
 
+  s->bus_info = g_dbus_node_info_new_for_xml(bus_xml, NULL);
   s->skeleton = nb_dbus_machine1_skeleton_new();
   nb_dbus_machine1_set_name(s->skeleton, name);
   nb_dbus_machine1_set_state(s->skeleton, nb_machine_state_to_string(s->state));
@@ -340,6 +378,7 @@ nb_control_server_free(NbControlServer *s)
     g_object_unref(s->skeleton);
   }
   g_clear_object(&s->observer);
+  g_clear_pointer(&s->bus_info, g_dbus_node_info_unref);
   g_free(s->socket_path);
   g_free(s);
 }

@@ -1,5 +1,7 @@
 #include "machine/machine-control.h"
 #include "control/control-server.h"
+#include "machine/console-client.h"
+#include "machine/console-server.h"
 #include "net/nat.h"
 
 #include <arpa/inet.h>
@@ -8,6 +10,7 @@
 
 struct NbMachineControl {
   NbControlServer *server;
+  NbConsoleServer *console;
   NbMachine *machine;        /* NULL between a reset and the next machine */
   char *state_file;
   GPtrArray *forwards;       /* per NIC: GPtrArray of rule strings, or NULL (not NAT) */
@@ -225,7 +228,8 @@ free_rules(gpointer rules)
 }
 
 NbMachineControl *
-nb_machine_control_new(const char *name, const char *dir, const NbVmOptions *options, GError **error)
+nb_machine_control_new(const char *name, const char *dir, const NbVmOptions *options, NbConsoleIo *console,
+                       GError **error)
 {
   g_autofree char *runtime = nb_control_runtime_dir(error);
   if (runtime == NULL)
@@ -247,8 +251,11 @@ nb_machine_control_new(const char *name, const char *dir, const NbVmOptions *opt
     g_ptr_array_add(c->forwards, rules);
   }
   g_autofree char *path = nb_control_socket_path(name);
+  g_autofree char *console_path = nb_console_socket_path(name);
   c->server = nb_control_server_new(path, name, &machine_ops, c, error);
-  if (c->server == NULL) {
+  if (c->server)
+    c->console = nb_console_server_new(console_path, console, error);
+  if (c->server == NULL || c->console == NULL) {
     nb_machine_control_free(c);
     return NULL;
   }
@@ -261,6 +268,7 @@ nb_machine_control_free(NbMachineControl *c)
 {
   if (c == NULL)
     return;
+  nb_console_server_free(c->console);
   nb_control_server_free(c->server);
   if (c->forwards)
     g_ptr_array_unref(c->forwards);

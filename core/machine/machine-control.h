@@ -13,10 +13,11 @@
 
 typedef struct NbMachineControl NbMachineControl;
 
-/* Listens on nb_control_socket_path(name); the caller holds the run lock.
+/* Listens on nb_control_socket_path(name), and serves console (the serial
+ * console) on nb_console_socket_path(name); the caller holds the run lock.
  * options->nets gives the network cards whose port forwards it lists. */
 NbMachineControl *nb_machine_control_new(const char *name, const char *dir, const NbVmOptions *options,
-                                         GError **error);
+                                         NbConsoleIo *console, GError **error);
 /* The final state is recorded, the socket removed, clients dropped. */
 void nb_machine_control_free(NbMachineControl *control);
 
