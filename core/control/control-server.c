@@ -22,17 +22,38 @@ struct NbControlServer {
   unsigned peers;
 };
 
+/* $XDG_RUNTIME_DIR/nestbox; without XDG_RUNTIME_DIR (a root shell, a
+ * container), /tmp/nestbox-UID, as tmux and others do: made 0700 and checked
+ * to be ours below, so a shared /tmp cannot be used against us. */
+static char *
+runtime_dir_path(void)
+{
+  const char *xdg = g_getenv("XDG_RUNTIME_DIR");
+  if (xdg && *xdg)
+    return g_build_filename(xdg, "nestbox", NULL);
+  return g_strdup_printf("/tmp/nestbox-%u", (unsigned)getuid());
+}
+
 char *
 nb_control_socket_path(const char *name)
 {
+  g_autofree char *dir = runtime_dir_path();
   g_autofree char *file = g_strconcat(name, ".sock", NULL);
-  return g_build_filename(g_get_user_runtime_dir(), "nestbox", file, NULL);
+  return g_build_filename(dir, file, NULL);
+}
+
+char *
+nb_control_runtime_path(const char *name, const char *suffix)
+{
+  g_autofree char *dir = runtime_dir_path();
+  g_autofree char *file = g_strconcat(name, suffix, NULL);
+  return g_build_filename(dir, file, NULL);
 }
 
 char *
 nb_control_runtime_dir(GError **error)
 {
-  g_autofree char *dir = g_build_filename(g_get_user_runtime_dir(), "nestbox", NULL);
+  g_autofree char *dir = runtime_dir_path();
   if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
     int err = errno;
     g_set_error(error, NB_CONTROL_ERROR, NB_CONTROL_ERROR_FAILED,

@@ -29,10 +29,13 @@ typedef struct {
 
 typedef struct NbControlServer NbControlServer;
 
-/* $XDG_RUNTIME_DIR/nestbox/NAME.sock (the folder is not created here). */
+/* $XDG_RUNTIME_DIR/nestbox/NAME.sock, or /tmp/nestbox-UID/NAME.sock without
+ * XDG_RUNTIME_DIR (the folder is not created here). */
 char *nb_control_socket_path(const char *name);
-/* $XDG_RUNTIME_DIR/nestbox, created with mode 0700 if missing; refused if it
- * is not a folder of ours that only we can enter. */
+/* Another file of a running machine in that folder: NAME + suffix. */
+char *nb_control_runtime_path(const char *name, const char *suffix);
+/* That folder, created with mode 0700 if missing; refused if it is not a
+ * folder of ours that only we can enter. */
 char *nb_control_runtime_dir(GError **error);
 
 /* Listens on socket_path, replacing a stale socket there: callers hold the

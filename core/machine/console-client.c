@@ -1,4 +1,5 @@
 #include "machine/console-client.h"
+#include "control/control-server.h"
 #include "machine/machine.h"
 
 #include <errno.h>
@@ -12,8 +13,7 @@
 char *
 nb_console_socket_path(const char *name)
 {
-  g_autofree char *file = g_strconcat(name, ".console", NULL);
-  return g_build_filename(g_get_user_runtime_dir(), "nestbox", file, NULL);
+  return nb_control_runtime_path(name, ".console");
 }
 
 static bool
