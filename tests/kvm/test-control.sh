@@ -114,6 +114,17 @@ status=$?
 check "console echoes through the guest" grep -aq "GOT:console-hello-$$" "$NB_WORK/console.out"
 check "console detaches on Ctrl-] with 0 ($status)" bash -c "[ $status = 0 ] && grep -q detached '$NB_WORK/console.err'"
 
+# One console client at a time: a second is refused, --force takes over.
+{ sleep 8; } | "$C" console ctl > "$NB_WORK/console1.out" 2>&1 &
+first=$!
+sleep 2
+out=$("$C" console ctl < /dev/null 2>&1); status=$?
+check "a second console is refused ($out)" bash -c "[ $status = 1 ] && grep -q 'in use' <<<'$out'"
+{ sleep 1; printf '\035'; } | "$C" console ctl --force > /dev/null 2>&1
+check "console --force takes over" [ $? = 0 ]
+wait $first
+check "and the first client is told" grep -aq "took over" "$NB_WORK/console1.out"
+
 "$C" shutdown ctl > /dev/null
 status=$?
 check "shutdown presses the power button" [ "$status" = 0 ]
