@@ -415,6 +415,7 @@ test_state_signals(ServerFixture *fx, gconstpointer data)
                                                         methods[i], NULL, NULL, G_DBUS_CALL_FLAGS_NONE, 5000, NULL,
                                                         &error);
     g_assert_no_error(error);
+    g_assert_nonnull(r);
   }
   gint64 deadline = g_get_monotonic_time() + 5 * G_TIME_SPAN_SECOND;
   while (log.states->len < 3 && g_get_monotonic_time() < deadline)
