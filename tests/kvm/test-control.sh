@@ -108,6 +108,16 @@ check "port forwards without a NAT card get a clear error ($err)" grep -q NoNat 
 sleep 2; b3=$(beats)
 check "gdbus call Resume restarts it ($b2 then $b3)" [ "$b3" -gt "$b2" ]
 
+# Reset: the guest boots again, in the same process.
+"$C" reset ctl > /dev/null
+check "reset is accepted" [ $? = 0 ]
+for _ in $(seq 1200); do
+  [ "$(grep -ac '^CONTROL-GUEST-UP' "$NB_LOG")" -ge 2 ] && break
+  sleep 0.2
+done
+check "reset boots the guest again" [ "$(grep -ac '^CONTROL-GUEST-UP' "$NB_LOG")" -ge 2 ]
+check "in the same process, running" bash -c "kill -0 $PID && [ \"\$('$C' state ctl)\" = running ]"
+
 # The serial console through its socket: keys in, output out, Ctrl-] leaves.
 { sleep 1; echo "console-hello-$$"; sleep 4; printf '\035'; } | "$C" console ctl > "$NB_WORK/console.out" 2> "$NB_WORK/console.err"
 status=$?
