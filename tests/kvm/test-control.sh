@@ -142,10 +142,9 @@ check "console --force takes over" [ $? = 0 ]
 wait $first
 check "and the first client is told" grep -aq "took over" "$NB_WORK/console1.out"
 
-"$C" shutdown ctl > /dev/null
+out=$("$C" shutdown ctl --wait --timeout 120 2>&1)
 status=$?
-check "shutdown presses the power button" [ "$status" = 0 ]
-"$C" shutdown ctl --wait --timeout 120 > /dev/null
+check "shutdown --wait presses the power button and returns once stopped ($out)" [ "$status" = 0 ]
 wait_for '^NESTBOX-TEST-EXIT' 5
 nb_expect "the guest saw the power key event" "^POWER-KEY-SEEN 24 bytes"
 nb_expect "and powered off" "^NESTBOX-TEST-EXIT 0"
