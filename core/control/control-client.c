@@ -12,14 +12,68 @@ struct NbControlClient {
   NbDBusMachine1 *proxy;
 };
 
+/* A process that holds the socket but does not answer (stopped with
+ * SIGSTOP, hung) must not hang `nestboxctl list`. */
+#define CONNECT_TIMEOUT_MS 5000
+
+typedef struct {
+  GDBusConnection *connection;
+  GError *error;
+  bool done;
+} ConnectResult;
+
+static void
+on_connected(GObject *source, GAsyncResult *res, gpointer data)
+{
+  ConnectResult *r = data;
+  r->connection = g_dbus_connection_new_for_address_finish(res, &r->error);
+  r->done = true;
+}
+
+static gboolean
+on_connect_timeout(gpointer cancellable)
+{
+  g_cancellable_cancel(cancellable);
+  return G_SOURCE_REMOVE;
+}
+
+/* Connects with a time limit, on a private main context so that the
+ * caller's (if any) does not run meanwhile. */
+static GDBusConnection *
+connect_with_timeout(const char *address, GError **error)
+{
+  g_autoptr(GMainContext) context = g_main_context_new();
+  g_autoptr(GCancellable) cancellable = g_cancellable_new();
+  g_main_context_push_thread_default(context);
+  GSource *timeout = g_timeout_source_new(CONNECT_TIMEOUT_MS);
+  g_source_set_callback(timeout, on_connect_timeout, cancellable, NULL);
+  g_source_attach(timeout, context);
+  ConnectResult r = { 0 };
+  g_dbus_connection_new_for_address(address, G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT, NULL, cancellable,
+                                    on_connected, &r);
+  while (!r.done)
+    g_main_context_iteration(context, TRUE);
+  g_source_destroy(timeout);
+  g_source_unref(timeout);
+  g_main_context_pop_thread_default(context);
+  if (r.connection == NULL) {
+    if (g_error_matches(r.error, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
+      g_clear_error(&r.error);
+      g_set_error(&r.error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "no answer within %d s (is the process stopped?)",
+                  CONNECT_TIMEOUT_MS / 1000);
+    }
+    g_propagate_error(error, r.error);
+  }
+  return r.connection;
+}
+
 NbControlClient *
 nb_control_client_connect(const char *socket_path, GError **error)
 {
   g_autofree char *escaped = g_dbus_address_escape_value(socket_path);
   g_autofree char *address = g_strconcat("unix:path=", escaped, NULL);
   g_autoptr(GError) local = NULL;
-  GDBusConnection *connection = g_dbus_connection_new_for_address_sync(
-    address, G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT, NULL, NULL, &local);
+  GDBusConnection *connection = connect_with_timeout(address, &local);
   if (connection == NULL) {
     g_set_error(error, NB_CONTROL_ERROR, NB_CONTROL_ERROR_UNREACHABLE,
                 "the machine's control socket %s does not answer: %s", socket_path, local->message);
@@ -27,7 +81,8 @@ nb_control_client_connect(const char *socket_path, GError **error)
   }
   NbControlClient *c = g_new0(NbControlClient, 1);
   c->connection = connection;
-  c->proxy = nb_dbus_machine1_proxy_new_sync(connection, G_DBUS_PROXY_FLAGS_NONE, NULL,
+  c->proxy = nb_dbus_machine1_proxy_new_sync(connection, G_DBUS_PROXY_FLAGS_DO_NOT_LOAD_PROPERTIES |
+                                             G_DBUS_PROXY_FLAGS_DO_NOT_CONNECT_SIGNALS, NULL,
                                              NB_CONTROL_OBJECT_PATH, NULL, &local);
   if (c->proxy == NULL) {
     g_set_error(error, NB_CONTROL_ERROR, NB_CONTROL_ERROR_UNREACHABLE,
