@@ -1,5 +1,6 @@
 /* nestbox-vm: runs one virtual machine. */
 #include "machine/console-io.h"
+#include "machine/machine-control.h"
 #include "machine/machine-launch.h"
 #include "machine/machine.h"
 #include "machine/machine-registry.h"
@@ -73,6 +74,18 @@ main(int argc, char **argv)
       nb_machine_lock_release(machine_lock);
     return EXIT_USAGE;
   }
+  NbMachineControl *control = NULL;
+  if (options.machine) {
+    g_autofree char *dir = nb_machine_registry_dir(options.machine);
+    control = nb_machine_control_new(options.machine, dir, &options, console, &error);
+    if (control == NULL) {
+      fprintf(stderr, "nestbox-vm: %s\n", error->message);
+      nb_console_io_free(console);
+      nb_vm_options_clear(&options);
+      nb_machine_lock_release(machine_lock);
+      return EXIT_USAGE;
+    }
+  }
   g_unix_signal_add_full(G_PRIORITY_HIGH, SIGINT, on_stop_signal, "interrupted (SIGINT)", NULL);
   g_unix_signal_add_full(G_PRIORITY_HIGH, SIGTERM, on_stop_signal, "terminated (SIGTERM)", NULL);
   g_unix_signal_add_full(G_PRIORITY_HIGH, SIGHUP, on_stop_signal, "hung up (SIGHUP)", NULL);
@@ -98,6 +111,8 @@ main(int argc, char **argv)
     if (machine == NULL) {
       fprintf(stderr, "nestbox-vm: %s\n", error->message);
       status = EXIT_USAGE;
+      if (control)
+        nb_machine_control_detach(control, NB_MACHINE_EXIT_STOPPED, false);
       break;
     }
     current_machine = machine;
@@ -106,13 +121,18 @@ main(int argc, char **argv)
     if (stop_requested)
       nb_machine_stop(machine, NB_MACHINE_EXIT_STOPPED, "stopped before it started");
     g_autofree char *detail = NULL;
+    if (control)
+      nb_machine_control_attach(control, machine);
     NbMachineExit exit = nb_machine_run(machine, &detail);
     current_machine = NULL;
     if (vnc)
       nb_vnc_server_detach(vnc);
     nb_machine_free(machine);
+    bool restarting = exit == NB_MACHINE_EXIT_RESET && !options.no_reboot && !stop_requested;
+    if (control)
+      nb_machine_control_detach(control, exit, restarting);
 
-    if (exit == NB_MACHINE_EXIT_RESET && !options.no_reboot && !stop_requested)
+    if (restarting)
       continue;
     switch (exit) {
     case NB_MACHINE_EXIT_POWEROFF:
@@ -137,6 +157,7 @@ main(int argc, char **argv)
   }
 
   nb_vnc_server_free(vnc);
+  nb_machine_control_free(control);
   nb_console_io_free(console);
   nb_vm_options_clear(&options);
   if (machine_lock >= 0)

@@ -20,6 +20,7 @@ test_packages=(
   e2fsprogs iproute2 iperf3 slirp4netns python3 python3-scapy
   xvfb x11vnc x11-utils x11-xserver-utils xdotool imagemagick seabios
   gvncviewer novnc chromium
+  bash-completion groff-base
 )
 
 packages=("${run_packages[@]}")

@@ -19,6 +19,9 @@ struct NbConsoleIo {
   NbConsoleInputFunc input_func;
   void *input_ctx;
 
+  NbConsoleInputFunc tap_func;  /* a copy of the output (the console socket) */
+  void *tap_ctx;
+
   bool restore_termios;
   struct termios saved_termios;
 };
@@ -131,9 +134,11 @@ nb_console_io_free(NbConsoleIo *io)
 void
 nb_console_io_write(NbConsoleIo *io, const uint8_t *data, size_t len)
 {
-  if (io->out_fd < 0)
-    return;
   g_mutex_lock(&io->out_lock);
+  if (io->tap_func)
+    io->tap_func(io->tap_ctx, data, len);
+  if (io->out_fd < 0)
+    len = 0;
   while (len > 0) {
     ssize_t n = write(io->out_fd, data, len);
     if (n < 0) {
@@ -158,5 +163,23 @@ nb_console_io_set_input(NbConsoleIo *io, NbConsoleInputFunc func, void *ctx)
   g_mutex_lock(&io->input_lock);
   io->input_func = func;
   io->input_ctx = ctx;
+  g_mutex_unlock(&io->input_lock);
+}
+
+void
+nb_console_io_set_tap(NbConsoleIo *io, NbConsoleInputFunc func, void *ctx)
+{
+  g_mutex_lock(&io->out_lock);
+  io->tap_func = func;
+  io->tap_ctx = ctx;
+  g_mutex_unlock(&io->out_lock);
+}
+
+void
+nb_console_io_inject(NbConsoleIo *io, const uint8_t *data, size_t len)
+{
+  g_mutex_lock(&io->input_lock);
+  if (io->input_func)
+    io->input_func(io->input_ctx, data, len);
   g_mutex_unlock(&io->input_lock);
 }

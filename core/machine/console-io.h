@@ -23,3 +23,9 @@ void nb_console_io_write(NbConsoleIo *io, const uint8_t *data, size_t len);
 
 /* Where input goes; NULL detaches (input is then dropped). */
 void nb_console_io_set_input(NbConsoleIo *io, NbConsoleInputFunc func, void *ctx);
+
+/* A second reader of the output (the console socket): func sees every write,
+ * on the writing thread, and must not block. NULL removes it. */
+void nb_console_io_set_tap(NbConsoleIo *io, NbConsoleInputFunc func, void *ctx);
+/* Input from elsewhere than stdin (the console socket), to the same sink. */
+void nb_console_io_inject(NbConsoleIo *io, const uint8_t *data, size_t len);

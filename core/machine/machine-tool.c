@@ -5,6 +5,7 @@
 #include "base/size.h"
 #include "machine/machine-presets.h"
 #include "machine/machine-registry.h"
+#include "machine/machine-status.h"
 
 static const char *const commands[] = { "create", "list", "info", "set", "delete", "presets", NULL };
 
@@ -99,7 +100,7 @@ static int run_create(int argc, char **argv, FILE *out, FILE *err)
 
 static const char *state_of(const NbMachineDocument *doc)
 {
-  return nb_machine_lock_is_held(doc->dir) ? "running" : "stopped";
+  return nb_machine_state_to_string(nb_machine_status_get(doc->name, doc->dir));
 }
 
 static int run_list(int argc, char **argv, FILE *out, FILE *err)

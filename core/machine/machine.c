@@ -46,7 +46,7 @@ struct NbMachine {
   GPtrArray *virtio_blks;     /* NbVirtioBlk */
   NbVirtioRng *virtio_rng;
   NbVirtioConsole *virtio_console;
-  GPtrArray *nats;            /* NbNat, one per --net, freed after its NIC */
+  GPtrArray *nats;            /* NbNat, one per --net (by NIC index), freed after its NIC */
   GPtrArray *virtio_nets;     /* NbVirtioNet */
   bool console_on_hvc;
   NbBochsDisplay *display;
@@ -57,6 +57,9 @@ struct NbMachine {
   NbLinuxBootInfo boot;
 
   GMutex state_lock;
+  GCond pause_cond;           /* vCPU threads park on it while paused (machine-control) */
+  bool pause_requested;
+  unsigned parked;            /* vCPU threads parked */
   bool stopping;
   NbMachineExit exit;
   char *exit_detail;
@@ -94,6 +97,7 @@ nb_machine_stop(NbMachine *m, NbMachineExit reason, const char *detail)
     m->exit = reason;
     m->exit_detail = g_strdup(detail);
   }
+  g_cond_broadcast(&m->pause_cond);   /* parked vCPUs wake up to stop */
   g_mutex_unlock(&m->state_lock);
   if (!first)
     return;
@@ -398,6 +402,7 @@ nb_machine_new(const NbVmOptions *options, NbConsoleIo *console, GError **error)
   g_autofree struct kvm_cpuid2 *supported = NULL;
   NbMachine *m = g_new0(NbMachine, 1);
   g_mutex_init(&m->state_lock);
+  g_cond_init(&m->pause_cond);
   m->n_cpus = options->cpus;
   m->console = console;
   m->blocks = g_ptr_array_new();
@@ -487,6 +492,7 @@ nb_machine_free(NbMachine *m)
   nb_vm_free(m->vm);
   nb_guest_memory_free(m->mem);
   g_free(m->exit_detail);
+  g_cond_clear(&m->pause_cond);
   g_mutex_clear(&m->state_lock);
   g_free(m);
 }
@@ -506,6 +512,8 @@ vcpu_thread_main(gpointer data)
 
   nb_vcpu_bind_thread(vcpu);
   while (!is_stopping(m)) {
+    if (nb_machine_park_if_paused(m))
+      continue;
     g_autofree char *detail = NULL;
     switch (nb_vcpu_run(vcpu, &detail)) {
     case NB_VCPU_EVENT_NONE:
@@ -555,4 +563,84 @@ nb_machine_run(NbMachine *m, char **detail)
   if (detail)
     *detail = g_strdup(m->exit_detail);
   return m->exit;
+}
+
+/* Pause and resume ----------------------------------------------------------
+ * A pause kicks every vCPU out of KVM_RUN and holds its thread on pause_cond
+ * until resume (or stop); nb_machine_pause returns once all of them are
+ * parked, so a paused guest really runs no instruction. */
+
+bool
+nb_machine_park_if_paused(NbMachine *m)
+{
+  g_mutex_lock(&m->state_lock);
+  bool parked = false;
+  if (m->pause_requested && !m->stopping) {
+    parked = true;
+    m->parked++;
+    g_cond_broadcast(&m->pause_cond);
+    while (m->pause_requested && !m->stopping)
+      g_cond_wait(&m->pause_cond, &m->state_lock);
+    m->parked--;
+  }
+  g_mutex_unlock(&m->state_lock);
+  return parked;
+}
+
+bool
+nb_machine_pause(NbMachine *m, GError **error)
+{
+  g_mutex_lock(&m->state_lock);
+  m->pause_requested = true;
+  g_mutex_unlock(&m->state_lock);
+  for (unsigned i = 0; i < m->n_cpus; i++)
+    nb_vcpu_kick(m->vcpus[i]);
+
+  gint64 deadline = g_get_monotonic_time() + 5 * G_TIME_SPAN_SECOND;
+  g_mutex_lock(&m->state_lock);
+  bool ok = true;
+  while (m->parked < m->n_cpus && !m->stopping) {
+    if (!g_cond_wait_until(&m->pause_cond, &m->state_lock, deadline)) {
+      ok = m->parked == m->n_cpus;
+      break;
+    }
+  }
+  unsigned parked = m->parked;
+  if (!ok || m->stopping) {
+    m->pause_requested = false;
+    g_cond_broadcast(&m->pause_cond);
+  }
+  bool stopping = m->stopping;
+  g_mutex_unlock(&m->state_lock);
+  if (stopping) {
+    g_set_error_literal(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_FAILED, "the machine is stopping");
+    return false;
+  }
+  if (!ok) {
+    g_set_error(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_FAILED,
+                "only %u of %u vCPUs stopped within 5 s; the machine goes on running", parked, m->n_cpus);
+    return false;
+  }
+  return true;
+}
+
+void
+nb_machine_resume(NbMachine *m)
+{
+  g_mutex_lock(&m->state_lock);
+  m->pause_requested = false;
+  g_cond_broadcast(&m->pause_cond);
+  g_mutex_unlock(&m->state_lock);
+}
+
+bool
+nb_machine_press_power_button(NbMachine *m)
+{
+  return nb_acpi_pm_press_power_button(m->acpi_pm);
+}
+
+GPtrArray *
+nb_machine_nat_engines(NbMachine *m)
+{
+  return m->nats;
 }

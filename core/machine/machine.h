@@ -49,3 +49,14 @@ NbFramebuffer *nb_machine_framebuffer(NbMachine *machine);
 void nb_machine_key_event(NbMachine *machine, unsigned keycode, bool pressed);
 void nb_machine_pointer_event(NbMachine *machine, unsigned x, unsigned y, unsigned buttons,
                               int wheel);
+/* Stops every vCPU (out of KVM_RUN, held) and returns once all are held;
+ * fails if they do not stop within seconds. Not from a vCPU thread. */
+bool nb_machine_pause(NbMachine *machine, GError **error);
+void nb_machine_resume(NbMachine *machine);
+/* For the vCPU loop: holds the calling vCPU thread while a pause is asked
+ * for; returns whether it was held. */
+bool nb_machine_park_if_paused(NbMachine *machine);
+/* The ACPI power button; false when the guest does not listen to it. */
+bool nb_machine_press_power_button(NbMachine *machine);
+/* NbNat engines (or NULL for a NIC without one), indexed like [net:N]. */
+GPtrArray *nb_machine_nat_engines(NbMachine *machine);
