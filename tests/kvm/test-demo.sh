@@ -53,9 +53,10 @@ wait $pid
 NB_STATUS=$?
 exec 3>&-
 nb_expect_status "'poweroff -f' stops the demo machine" 0
+# The transcript, so that 'meson test kvm-demo --verbose' shows the demo.
+echo "    the demo's serial console:"
+tr -d '\r' < "$NB_LOG" | sed 's/\x1b\[6n//g; s/^/    | /'
 if [ "$NB_FAILURES" -gt 0 ]; then
-  echo "    console:"
-  tail -n 30 "$NB_LOG" | sed 's/^/    | /'
   echo "    nestbox-vm said:"
   sed 's/^/    | /' "$NB_WORK/demo.stderr"
 fi
