@@ -17,6 +17,7 @@ test_packages=(
   qemu-system-x86 qemu-utils acpica-tools
   clang lld libclang-rt-14-dev
   e2fsprogs iproute2 iperf3 slirp4netns python3 python3-scapy
+  fio
 )
 
 packages=("${run_packages[@]}")
