@@ -52,7 +52,7 @@ run_vmm() { # vmm log
   case $1 in
     nestbox)
       timeout -k 5 600 "$build/app/nestbox-vm" --kernel "$kernel" --initrd "$initrd" --append "$append" \
-        --memory $mem --cpus 1 --serial "file:$2" --disk "$img" ;;
+        --memory $mem --cpus 1 --serial "file:$2" --disk "$img" --no-reboot ;;
     qemu)
       timeout -k 5 600 qemu-system-x86_64 -accel kvm -cpu host -M q35 -m $mem -smp 1 \
         -nodefaults -no-user-config -display none -serial "file:$2" -no-reboot \
@@ -62,22 +62,30 @@ run_vmm() { # vmm log
   esac
 }
 
+# Consoles are kept in the build tree (the sandbox's /tmp goes with it).
+logs=$build/bench-fio/logs
+mkdir -p "$logs"
+rm -f "$logs"/*.log "$logs"/*.stderr
 jobs="randread randwrite seqread seqwrite"
 declare -A results
 order=()
 for b in $(seq "$boots"); do
   if [ $((b % 2)) = 1 ]; then order=(nestbox qemu); else order=(qemu nestbox); fi
   for vmm in "${order[@]}"; do
-    log=$work/$vmm-$b.log
+    log=$logs/$vmm-$b.log
     start=$(date +%s)
-    run_vmm $vmm "$log" > "$work/$vmm-$b.stderr" 2>&1
+    run_vmm $vmm "$log" > "$logs/$vmm-$b.stderr" 2>&1
     status=$?
     echo "boot $b $vmm: exit $status after $(( $(date +%s) - start )) s"
     grep -a '^FIO-VERSION' "$log" | head -1
-    if grep -aq '^FIO-FAILED' "$log" || [ $status != 0 ]; then
-      echo "  $vmm did not run every job; its console ended with:"
+    # Both VMMs stop when the guest reboots (--no-reboot, -no-reboot), so a
+    # guest that crashed shows as missing rounds, not as a second boot.
+    got=$(grep -ac '^FIO-RESULT' "$log")
+    if grep -aq '^FIO-FAILED' "$log" || [ $status != 0 ] || [ "$got" != $((rounds * 4)) ]; then
+      echo "  $vmm ran $got of $((rounds * 4)) jobs (exit $status); console in $log"
+      echo "  its console ended with:"
       tail -n 15 "$log" | sed 's/^/  | /'
-      sed 's/^/  ! /' "$work/$vmm-$b.stderr"
+      sed 's/^/  ! /' "$logs/$vmm-$b.stderr"
     fi
     while read -r _ job round iops kib; do
       echo "  $vmm $job round $round: $iops IOPS, $((kib / 1024)) MiB/s"

@@ -18,6 +18,8 @@ while [ $round -le "$rounds" ]; do
   for job in "randread randread 4k 32" "randwrite randwrite 4k 32" \
              "seqread read 1M 4" "seqwrite write 1M 4"; do
     set -- $job
+    # Shows where a guest that dies mid-run got to.
+    echo "FIO-START $1 $round"
     if out=$(fio --name="$1" --filename=/dev/vda --rw="$2" --bs="$3" --iodepth="$4" \
                --ioengine=libaio --direct=1 --size="$size" --norandommap --randrepeat=0 \
                --time_based --runtime="$runtime" --ramp_time=1 \
