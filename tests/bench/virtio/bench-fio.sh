@@ -94,7 +94,7 @@ for b in $(seq "$boots"); do
   done
 done
 
-median() { sort -n | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)]; else print 0 }'; }
+median() { sort -n | awk '{ a[NR] = $1 } END { if (!NR) print 0; else if (NR % 2) print a[(NR + 1) / 2]; else print int((a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
 # pick FIELD (1 = IOPS, 2 = KiB/s) from "iops:kib" samples
 pick() { tr ' ' '\n' | grep . | cut -d: -f"$1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
