@@ -21,6 +21,7 @@ test_packages=(
   xvfb x11vnc x11-utils x11-xserver-utils xdotool imagemagick seabios
   gvncviewer novnc chromium
   bash-completion groff-base
+  fio
 )
 
 packages=("${run_packages[@]}")
