@@ -38,6 +38,10 @@ NbInterrupts *nb_vm_interrupts(NbVm *vm);
 /* Maps host memory at gpa (a framebuffer BAR); host NULL removes it. */
 bool nb_vm_map_ram(void *vm, uint64_t gpa, uint64_t size, void *host, GError **error);
 
+/* Maps host memory read-only at gpa (firmware); it must stay valid until
+ * the VM is freed. */
+bool nb_vm_map_rom(NbVm *vm, uint64_t gpa, uint64_t size, const void *host, GError **error);
+
 /* Opens the KVM device and checks the API version; used by nb_vm_new and by
  * tools that only probe. Returns the fd or -1 with a user-facing error. */
 int nb_kvm_open(GError **error);

@@ -1,4 +1,5 @@
 #include "machine/machine.h"
+#include "machine/machine-firmware.h"
 #include "block/block.h"
 #include "boot/acpi.h"
 #include "boot/linux-loader.h"
@@ -43,6 +44,7 @@ struct NbMachine {
   NbVirtioConsole *virtio_console;
   bool console_on_hvc;
   NbLinuxBootInfo boot;
+  NbMachineFirmware *firmware;   /* firmware boot only */
 
   GMutex state_lock;
   bool stopping;
@@ -60,6 +62,7 @@ nb_machine_exit_describe(NbMachineExit exit)
   case NB_MACHINE_EXIT_PANIC: return "the guest kernel panicked";
   case NB_MACHINE_EXIT_CRASH: return "the machine crashed";
   case NB_MACHINE_EXIT_STOPPED: return "the machine was stopped";
+  case NB_MACHINE_EXIT_NO_BOOT: return "the firmware found no bootable device";
   }
   return "unknown";
 }
@@ -138,6 +141,12 @@ static void
 on_reset(void *ctx)
 {
   nb_machine_stop(ctx, NB_MACHINE_EXIT_RESET, NULL);
+}
+
+static void
+on_no_boot(void *ctx, const char *message)
+{
+  nb_machine_stop(ctx, NB_MACHINE_EXIT_NO_BOOT, message);
 }
 
 static void
@@ -282,6 +291,18 @@ load_linux(NbMachine *m, const NbVmOptions *options, GError **error)
   return nb_linux_load(m->mem, &boot, &m->boot, error);
 }
 
+static bool
+attach_firmware(NbMachine *m, GError **error)
+{
+  NbAcpiConfig acpi;
+  nb_acpi_config_init(&acpi, m->n_cpus, pci_mmio64_base(m), 64 * NB_GiB);
+  g_autofree unsigned *slots = g_new0(unsigned, m->virtio_blks->len + 1);
+  for (guint i = 0; i < m->virtio_blks->len; i++)
+    slots[i] = nb_virtio_blk_pci_device(g_ptr_array_index(m->virtio_blks, i))->slot;
+  return nb_machine_firmware_attach(m->firmware, m->vm, m->n_cpus, &acpi, slots,
+                                    m->virtio_blks->len, on_no_boot, m, error);
+}
+
 NbMachine *
 nb_machine_new(const NbVmOptions *options, NbConsoleIo *console, GError **error)
 {
@@ -294,7 +315,11 @@ nb_machine_new(const NbVmOptions *options, NbConsoleIo *console, GError **error)
   m->virtio_blks = g_ptr_array_new();
 
   m->mem = nb_guest_memory_new(options->memory, error);
-  if (m->mem == NULL || !load_linux(m, options, error))
+  if (m->mem == NULL)
+    goto fail;
+  if (options->firmware == NB_FIRMWARE_BIOS)
+    m->firmware = nb_machine_firmware_new(options, m->mem, error);
+  if (options->firmware == NB_FIRMWARE_BIOS ? m->firmware == NULL : !load_linux(m, options, error))
     goto fail;
   m->vm = nb_vm_new(m->mem, error);
   if (m->vm == NULL)
@@ -308,8 +333,12 @@ nb_machine_new(const NbVmOptions *options, NbConsoleIo *console, GError **error)
     if (m->vcpus[i] == NULL)
       goto fail;
   }
-  if (!nb_vcpu_setup_linux64(m->vcpus[0], m->boot.entry, m->boot.boot_params, error) ||
-      !add_devices(m, error) || !add_virtio_devices(m, options, error))
+  /* Firmware starts where KVM leaves a new vCPU: reset state, real mode at
+   * F000:FFF0 for the BSP, the APs waiting for INIT/SIPI. */
+  if ((!m->firmware &&
+       !nb_vcpu_setup_linux64(m->vcpus[0], m->boot.entry, m->boot.boot_params, error)) ||
+      !add_devices(m, error) || !add_virtio_devices(m, options, error) ||
+      (m->firmware && !attach_firmware(m, error)))
     goto fail;
   nb_console_io_set_input(m->console, on_console_input, m);
   return m;
@@ -343,6 +372,7 @@ nb_machine_free(NbMachine *m)
   nb_i8042_free(m->i8042);
   nb_serial_free(m->serial);
   nb_vm_free(m->vm);
+  nb_machine_firmware_free(m->firmware);   /* after the VM that mapped it */
   nb_guest_memory_free(m->mem);
   g_free(m->exit_detail);
   g_mutex_clear(&m->state_lock);

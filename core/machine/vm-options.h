@@ -34,6 +34,13 @@ typedef struct {
   char *socket_path;
 } NbConsolePortSpec;
 
+typedef enum {
+  NB_FIRMWARE_DIRECT,    /* Linux direct boot (default) */
+  NB_FIRMWARE_BIOS,      /* SeaBIOS from the seabios package */
+} NbFirmwareKind;
+
+#define NB_FIRMWARE_BIOS_DEFAULT_FILE "/usr/share/seabios/bios-256k.bin"
+
 typedef struct {
   char *kernel;
   char *initrd;
@@ -50,6 +57,10 @@ typedef struct {
   bool console_hvc;      /* --console hvc: guest console on virtio-console */
   char *machine;         /* --machine NAME: everything else comes from its document */
   bool serial_given;     /* --serial was on the command line */
+  NbFirmwareKind firmware;  /* --firmware direct|bios */
+  char *firmware_file;   /* --firmware-file PATH; NULL: the packaged SeaBIOS */
+  char *firmware_log;    /* --firmware-log PATH: the firmware's debug log */
+  char **boot_order;     /* --boot disk,...: "disk" entries, NULL: the firmware's order */
 } NbVmOptions;
 
 /* Parses argv (argv[0] is the program). On error, sets a message that names

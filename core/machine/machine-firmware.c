@@ -1,0 +1,198 @@
+#include "machine/machine-firmware.h"
+#include "boot/firmware.h"
+#include "boot/fw-cfg.h"
+#include "hw/debug-port.h"
+#include "kvm/memory-map.h"
+#include "machine/machine.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+/* What the shadow area below 1 MiB holds: the image's last 128 KiB. */
+#define SHADOW_BASE UINT64_C(0xE0000)
+#define SHADOW_SIZE (128 * NB_KiB)
+/* Images from 128 KiB (SeaBIOS's bios.bin) up to 8 MiB (flash-sized ones);
+ * larger would run into the LAPIC's page. */
+#define IMAGE_MIN SHADOW_SIZE
+#define IMAGE_MAX (8 * NB_MiB)
+
+#define NO_BOOT_TEXT "No bootable device"
+
+struct NbMachineFirmware {
+  NbGuestMemory *mem;
+  char *path;
+  uint8_t *image;       /* page-aligned, read-only once mapped */
+  size_t image_size;
+  FILE *log;
+  NbFwCfg *fw_cfg;
+  NbDebugPort *debug_port;
+  NbMachineFirmwareNoBootFunc on_no_boot;
+  void *ctx;
+  bool reported_no_boot;
+};
+
+bool
+nb_vm_options_parse_firmware(NbVmOptions *options, const char *firmware,
+                             const char *firmware_file, const char *firmware_log,
+                             const char *boot, GError **error)
+{
+  options->firmware = NB_FIRMWARE_DIRECT;
+  if (firmware && g_str_equal(firmware, "bios")) {
+    options->firmware = NB_FIRMWARE_BIOS;
+  } else if (firmware && !g_str_equal(firmware, "direct")) {
+    g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
+                "--firmware %s is not understood: use direct (Linux direct boot) or bios (SeaBIOS)",
+                firmware);
+    return false;
+  }
+  bool bios = options->firmware == NB_FIRMWARE_BIOS;
+  if (!bios && (firmware_file || boot)) {
+    g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
+                "%s only applies to firmware boot: add --firmware bios",
+                firmware_file ? "--firmware-file" : "--boot");
+    return false;
+  }
+  if (bios && options->kernel) {
+    g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
+                "--kernel with --firmware bios is not supported yet: boot the kernel directly "
+                "(leave out --firmware) or from a disk with a boot loader");
+    return false;
+  }
+  if (boot) {
+    g_auto(GStrv) items = g_strsplit(boot, ",", -1);
+    for (char **i = items; *i; i++) {
+      if (!g_str_equal(*i, "disk")) {
+        g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
+                    "--boot %s: “%s” is not a boot device: use disk", boot, *i);
+        return false;
+      }
+    }
+    options->boot_order = g_steal_pointer(&items);
+  }
+  options->firmware_file = g_strdup(firmware_file);
+  options->firmware_log = g_strdup(firmware_log);
+  return true;
+}
+
+static void
+on_debug_line(void *ctx, const char *line)
+{
+  NbMachineFirmware *fw = ctx;
+  if (fw->log) {
+    fprintf(fw->log, "%s\n", line);
+    fflush(fw->log);
+  }
+  /* SeaBIOS would wait and reboot forever; the user must hear about it. */
+  if (!fw->reported_no_boot && strstr(line, NO_BOOT_TEXT)) {
+    fw->reported_no_boot = true;
+    if (fw->on_no_boot)
+      fw->on_no_boot(fw->ctx, "no bootable device: the firmware found no boot loader on the "
+                              "machine's disks — check that the disk or ISO is bootable and "
+                              "that --boot names it");
+  }
+}
+
+NbMachineFirmware *
+nb_machine_firmware_new(const NbVmOptions *options, NbGuestMemory *mem, GError **error)
+{
+  const char *path = options->firmware_file ? options->firmware_file : NB_FIRMWARE_BIOS_DEFAULT_FILE;
+  g_autofree char *contents = NULL;
+  gsize size = 0;
+  g_autoptr(GError) read_error = NULL;
+  if (!g_file_get_contents(path, &contents, &size, &read_error)) {
+    g_set_error(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_CONFIG,
+                "cannot read the firmware %s: %s — install Debian's seabios package or give "
+                "another image with --firmware-file", path, read_error->message);
+    return NULL;
+  }
+  if (size < IMAGE_MIN || size > IMAGE_MAX || size % (4 * NB_KiB) != 0) {
+    g_set_error(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_CONFIG,
+                "the firmware %s is %" G_GSIZE_FORMAT " bytes: a BIOS image is a multiple of "
+                "4 KiB from 128 KiB to 8 MiB (use /usr/share/seabios/bios-256k.bin)", path, size);
+    return NULL;
+  }
+  void *image = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (image == MAP_FAILED) {
+    g_set_error(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_FAILED,
+                "cannot allocate memory for the firmware: %s", g_strerror(errno));
+    return NULL;
+  }
+  memcpy(image, contents, size);
+  /* The guest cannot write it (read-only slot), and neither may we. */
+  mprotect(image, size, PROT_READ);
+
+  NbMachineFirmware *fw = g_new0(NbMachineFirmware, 1);
+  fw->mem = mem;
+  fw->path = g_strdup(path);
+  fw->image = image;
+  fw->image_size = size;
+  if (options->firmware_log) {
+    fw->log = fopen(options->firmware_log, "we");
+    if (fw->log == NULL) {
+      int err = errno;
+      g_set_error(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_CONFIG,
+                  "cannot write the firmware log %s: %s", options->firmware_log, g_strerror(err));
+      nb_machine_firmware_free(fw);
+      return NULL;
+    }
+  }
+  fw->fw_cfg = nb_fw_cfg_new(mem);
+  fw->debug_port = nb_debug_port_new(on_debug_line, fw);
+  return fw;
+}
+
+void
+nb_machine_firmware_free(NbMachineFirmware *fw)
+{
+  if (fw == NULL)
+    return;
+  if (fw->debug_port) {
+    nb_debug_port_flush(fw->debug_port);
+    nb_debug_port_free(fw->debug_port);
+  }
+  nb_fw_cfg_free(fw->fw_cfg);
+  if (fw->log)
+    fclose(fw->log);
+  /* After the VM: its slot pointed here. */
+  if (fw->image)
+    munmap(fw->image, fw->image_size);
+  g_free(fw->path);
+  g_free(fw);
+}
+
+bool
+nb_machine_firmware_attach(NbMachineFirmware *fw, NbVm *vm, unsigned n_cpus,
+                           const NbAcpiConfig *acpi, const unsigned *disk_slots,
+                           unsigned n_disks, NbMachineFirmwareNoBootFunc on_no_boot,
+                           void *ctx, GError **error)
+{
+  fw->on_no_boot = on_no_boot;
+  fw->ctx = ctx;
+  uint64_t top = 4 * NB_GiB;
+  if (!nb_vm_map_rom(vm, top - fw->image_size, fw->image_size, fw->image, error))
+    return false;
+  if (!nb_guest_memory_write(fw->mem, SHADOW_BASE, fw->image + fw->image_size - SHADOW_SIZE,
+                             SHADOW_SIZE)) {
+    g_set_error(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_FAILED,
+                "cannot put the BIOS below 1 MiB: the machine has no RAM there");
+    return false;
+  }
+
+  g_autoptr(GPtrArray) order = g_ptr_array_new_with_free_func(g_free);
+  for (unsigned i = 0; i < n_disks; i++)
+    g_ptr_array_add(order, nb_firmware_pci_boot_path(disk_slots[i]));
+  g_ptr_array_add(order, NULL);
+
+  NbFirmwareConfig config = {
+    .mem = fw->mem,
+    .n_cpus = n_cpus,
+    .acpi = acpi,
+    .boot_order = (const char *const *)order->pdata,
+    .serial_console_port = 0x3f8,
+  };
+  return nb_firmware_setup_fw_cfg(fw->fw_cfg, &config, error) &&
+         nb_fw_cfg_register(fw->fw_cfg, nb_vm_pio(vm), error) &&
+         nb_debug_port_register(fw->debug_port, nb_vm_pio(vm), error);
+}
