@@ -289,11 +289,12 @@ NbMachineDocument *nb_machine_document_parse(const char *dir, const char *file_p
   }
 
   g_autofree char *firmware = get_str(kf, "boot", "firmware");
-  if (firmware && !g_str_equal(firmware, "direct")) {
-    fail(&c, "boot", "firmware", error, "'%s' is not supported yet; only firmware=direct (Linux direct boot) exists for now",
+  if (firmware && !g_str_equal(firmware, "direct") && !g_str_equal(firmware, "bios")) {
+    fail(&c, "boot", "firmware", error, "'%s' is not supported yet; use direct (Linux direct boot) or bios (SeaBIOS)",
          firmware);
     return NULL;
   }
+  doc->firmware_bios = firmware && g_str_equal(firmware, "bios");
   doc->kernel = get_str(kf, "boot", "kernel");
   doc->initrd = get_str(kf, "boot", "initrd");
   doc->cmdline = get_str(kf, "boot", "cmdline");
@@ -341,7 +342,7 @@ char *nb_machine_document_to_data(const NbMachineDocument *doc)
   g_key_file_set_integer(kf, "cpu", "count", (int)doc->cpus);
   g_autofree char *mem = nb_size_format(doc->memory);
   g_key_file_set_string(kf, "memory", "size", mem);
-  g_key_file_set_string(kf, "boot", "firmware", "direct");
+  g_key_file_set_string(kf, "boot", "firmware", doc->firmware_bios ? "bios" : "direct");
   if (doc->kernel) g_key_file_set_string(kf, "boot", "kernel", doc->kernel);
   if (doc->initrd) g_key_file_set_string(kf, "boot", "initrd", doc->initrd);
   if (doc->cmdline) g_key_file_set_string(kf, "boot", "cmdline", doc->cmdline);
@@ -469,13 +470,24 @@ static char *resolve(const char *dir, const char *path)
 bool nb_machine_document_to_vm_options(const NbMachineDocument *doc, NbVmOptions *options, GError **error)
 {
   memset(options, 0, sizeof(*options));
-  if (doc->kernel == NULL) {
+  if (doc->firmware_bios && doc->kernel && *doc->kernel) {
+    g_set_error(error, NB_MACHINE_DOC_ERROR, NB_MACHINE_DOC_ERROR_INVALID,
+                "Machine %s boots through the BIOS but also names a kernel, which firmware boot cannot "
+                "pass on yet — clear it (nestboxctl set %s boot.kernel=) or use boot.firmware=direct",
+                doc->name, doc->name);
+    return false;
+  }
+  if (doc->firmware_bios) {
+    /* The firmware's log sits next to the serial log. */
+    options->firmware = NB_FIRMWARE_BIOS;
+    options->firmware_log = resolve(doc->dir, "firmware.log");
+  } else if (doc->kernel == NULL) {
     g_set_error(error, NB_MACHINE_DOC_ERROR, NB_MACHINE_DOC_ERROR_INVALID,
                 "Machine %s has no kernel to boot — set one with: nestboxctl set %s boot.kernel=PATH", doc->name,
                 doc->name);
     return false;
   }
-  options->kernel = resolve(doc->dir, doc->kernel);
+  options->kernel = doc->kernel && *doc->kernel ? resolve(doc->dir, doc->kernel) : NULL;
   options->initrd = doc->initrd ? resolve(doc->dir, doc->initrd) : NULL;
   options->append = g_strdup(doc->cmdline ? doc->cmdline : "");
   options->cpus = doc->cpus;

@@ -43,6 +43,7 @@ typedef struct {
   char *uuid;
   unsigned cpus;
   uint64_t memory;
+  bool firmware_bios;  /* [boot] firmware=bios: SeaBIOS boots the disks */
   char *kernel;
   char *initrd;
   char *cmdline;

@@ -201,6 +201,16 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
 
   *options = (NbVmOptions){ .cpus = 1, .memory = NB_VM_DEFAULT_MEMORY, .serial = NB_SERIAL_STDIO };
 
+  /* Firmware options first, so their errors come before "no kernel"; they
+   * are parsed for keeps at the end, when nothing else can fail. */
+  NbVmOptions check = { .kernel = kernel };
+  bool firmware_ok = nb_vm_options_parse_firmware(&check, firmware, firmware_file, firmware_log,
+                                                  boot, error);
+  check.kernel = NULL;
+  nb_vm_options_clear(&check);
+  if (!firmware_ok)
+    return false;
+
   if (machine != NULL) {
     /* A machine's settings live in its document; mixing in command-line
      * settings would make what runs differ from what `nestboxctl info` shows. */

@@ -39,6 +39,30 @@ static void test_parse_good(void)
   g_assert_cmpstr(again->uuid, ==, doc->uuid);
 }
 
+/* [boot] firmware=bios: no kernel needed, the firmware log in the folder. */
+static void test_firmware_bios(void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NbMachineDocument) doc = nb_machine_document_parse(
+    "/m/inst", "m.ini", "[machine]\nname=inst\n[boot]\nfirmware=bios\n[disk:0]\npath=os.qcow2\n", &error);
+  g_assert_no_error(error);
+  g_assert_true(doc->firmware_bios);
+  NbVmOptions o;
+  g_assert_true(nb_machine_document_to_vm_options(doc, &o, &error));
+  g_assert_cmpint(o.firmware, ==, NB_FIRMWARE_BIOS);
+  g_assert_null(o.kernel);
+  g_assert_cmpstr(o.firmware_log, ==, "/m/inst/firmware.log");
+  nb_vm_options_clear(&o);
+  g_autofree char *data = nb_machine_document_to_data(doc);
+  g_assert_nonnull(strstr(data, "firmware=bios"));
+
+  g_autoptr(NbMachineDocument) both = nb_machine_document_parse(
+    "/m/b", "m.ini", "[machine]\nname=b\n[boot]\nfirmware=bios\nkernel=vmlinuz\n", &error);
+  g_assert_no_error(error);
+  g_assert_false(nb_machine_document_to_vm_options(both, &o, &error));
+  g_assert_nonnull(strstr(error->message, "boots through the BIOS but also names a kernel"));
+}
+
 typedef struct {
   const char *text;
   const char *expect; /* substring of the message */
@@ -184,6 +208,7 @@ int main(int argc, char **argv)
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/machine-document/parse-good", test_parse_good);
   g_test_add_func("/machine-document/parse-bad", test_parse_bad);
+  g_test_add_func("/machine-document/firmware-bios", test_firmware_bios);
   g_test_add_func("/machine-document/set", test_set);
   g_test_add_func("/machine-document/atomic-write", test_atomic_write);
   g_test_add_func("/machine-document/names", test_names);
