@@ -11,12 +11,14 @@ run_packages=(
   libglib2.0-dev libglib2.0-bin
   busybox-static cpio kmod file
   zlib1g-dev
+  seabios
 )
 # The test tiers: the KVM sandbox, real peers, sanitizers and fuzzing.
 test_packages=(
   qemu-system-x86 qemu-utils acpica-tools
   clang lld libclang-rt-14-dev
   e2fsprogs iproute2 iperf3 slirp4netns python3 python3-scapy
+  grub-pc-bin grub-common xorriso mtools
 )
 
 packages=("${run_packages[@]}")
