@@ -63,9 +63,10 @@ nb_vm_options_parse_firmware(NbVmOptions *options, const char *firmware,
   if (boot) {
     g_auto(GStrv) items = g_strsplit(boot, ",", -1);
     for (char **i = items; *i; i++) {
-      if (!g_str_equal(*i, "disk")) {
+      if (!g_str_equal(*i, "disk") && !g_str_equal(*i, "cdrom")) {
         g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
-                    "--boot %s: “%s” is not a boot device: use disk", boot, *i);
+                    "--boot %s: “%s” is not a boot device: use cdrom and disk, e.g. "
+                    "--boot cdrom,disk", boot, *i);
         return false;
       }
     }
@@ -164,9 +165,8 @@ nb_machine_firmware_free(NbMachineFirmware *fw)
 
 bool
 nb_machine_firmware_attach(NbMachineFirmware *fw, NbVm *vm, unsigned n_cpus,
-                           const NbAcpiConfig *acpi, const unsigned *disk_slots,
-                           unsigned n_disks, NbMachineFirmwareNoBootFunc on_no_boot,
-                           void *ctx, GError **error)
+                           const NbAcpiConfig *acpi, const NbMachineFirmwareBoot *boot,
+                           NbMachineFirmwareNoBootFunc on_no_boot, void *ctx, GError **error)
 {
   fw->on_no_boot = on_no_boot;
   fw->ctx = ctx;
@@ -180,9 +180,16 @@ nb_machine_firmware_attach(NbMachineFirmware *fw, NbVm *vm, unsigned n_cpus,
     return false;
   }
 
+  /* SeaBIOS tries what bootorder lists first, in that order. */
+  static const char *const default_order[] = { "cdrom", "disk", NULL };
   g_autoptr(GPtrArray) order = g_ptr_array_new_with_free_func(g_free);
-  for (unsigned i = 0; i < n_disks; i++)
-    g_ptr_array_add(order, nb_firmware_pci_boot_path(disk_slots[i]));
+  for (const char *const *o = boot->order ? boot->order : default_order; *o; o++) {
+    if (g_str_equal(*o, "cdrom") && boot->cdrom_slot >= 0)
+      g_ptr_array_add(order, nb_firmware_scsi_boot_path((unsigned)boot->cdrom_slot, 0, 0));
+    if (g_str_equal(*o, "disk"))
+      for (unsigned i = 0; i < boot->n_disks; i++)
+        g_ptr_array_add(order, nb_firmware_pci_boot_path(boot->disk_slots[i]));
+  }
   g_ptr_array_add(order, NULL);
 
   NbFirmwareConfig config = {

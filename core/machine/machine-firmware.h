@@ -35,10 +35,17 @@ NbMachineFirmware *nb_machine_firmware_new(const NbVmOptions *options, NbGuestMe
                                            GError **error);
 void nb_machine_firmware_free(NbMachineFirmware *fw);
 
+/* Where the boot devices sit, for the firmware's boot order. */
+typedef struct {
+  const char *const *order;   /* "cdrom", "disk"; NULL: CD-ROM, then the disks */
+  const unsigned *disk_slots; /* PCI slots of the disks, in --disk order */
+  unsigned n_disks;
+  int cdrom_slot;             /* PCI slot of the virtio-scsi CD-ROM, -1: none */
+} NbMachineFirmwareBoot;
+
 /* Maps the image, fills the shadow copy and fw_cfg, claims the fw_cfg and
- * debug ports. disk_slots are the PCI slots of the disks in --disk order
- * (for the boot order). */
+ * debug ports. */
 bool nb_machine_firmware_attach(NbMachineFirmware *fw, NbVm *vm, unsigned n_cpus,
-                                const NbAcpiConfig *acpi, const unsigned *disk_slots,
-                                unsigned n_disks, NbMachineFirmwareNoBootFunc on_no_boot,
-                                void *ctx, GError **error);
+                                const NbAcpiConfig *acpi, const NbMachineFirmwareBoot *boot,
+                                NbMachineFirmwareNoBootFunc on_no_boot, void *ctx,
+                                GError **error);

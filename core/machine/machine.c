@@ -16,6 +16,7 @@
 #include "virtio/virtio-blk.h"
 #include "virtio/virtio-console.h"
 #include "virtio/virtio-rng.h"
+#include "virtio/virtio-scsi.h"
 
 #include <gio/gio.h>
 
@@ -42,6 +43,7 @@ struct NbMachine {
   GPtrArray *virtio_blks;     /* NbVirtioBlk */
   NbVirtioRng *virtio_rng;
   NbVirtioConsole *virtio_console;
+  NbVirtioScsi *virtio_scsi;  /* the CD-ROM drive */
   bool console_on_hvc;
   NbLinuxBootInfo boot;
   NbMachineFirmware *firmware;   /* firmware boot only */
@@ -240,12 +242,30 @@ add_disk(NbMachine *m, const NbDiskSpec *spec, unsigned index, GError **error)
   return nb_pci_bus_add(m->pci, nb_virtio_blk_pci_device(blk), error);
 }
 
+/* An ISO on a virtio-scsi CD-ROM: always raw and read-only. */
+static bool
+add_cdrom(NbMachine *m, const char *path, GError **error)
+{
+  NbBlockOpenOptions open_options = { .format = NB_BLOCK_FORMAT_RAW, .read_only = true };
+  NbBlock *block = nb_block_open(path, &open_options, error);
+  if (block == NULL) {
+    g_prefix_error(error, "CD-ROM: ");
+    return false;
+  }
+  g_ptr_array_add(m->blocks, block);
+  m->virtio_scsi = nb_virtio_scsi_new(m->mem, block, error);
+  return m->virtio_scsi && nb_pci_bus_add(m->pci, nb_virtio_scsi_pci_device(m->virtio_scsi), error);
+}
+
 static bool
 add_virtio_devices(NbMachine *m, const NbVmOptions *options, GError **error)
 {
   for (guint i = 0; i < options->disks->len; i++)
     if (!add_disk(m, &g_array_index(options->disks, NbDiskSpec, i), i, error))
       return false;
+
+  if (options->cdrom && !add_cdrom(m, options->cdrom, error))
+    return false;
 
   if (options->rng) {
     m->virtio_rng = nb_virtio_rng_new(m->mem, error);
@@ -292,15 +312,21 @@ load_linux(NbMachine *m, const NbVmOptions *options, GError **error)
 }
 
 static bool
-attach_firmware(NbMachine *m, GError **error)
+attach_firmware(NbMachine *m, const NbVmOptions *options, GError **error)
 {
   NbAcpiConfig acpi;
   nb_acpi_config_init(&acpi, m->n_cpus, pci_mmio64_base(m), 64 * NB_GiB);
   g_autofree unsigned *slots = g_new0(unsigned, m->virtio_blks->len + 1);
   for (guint i = 0; i < m->virtio_blks->len; i++)
     slots[i] = nb_virtio_blk_pci_device(g_ptr_array_index(m->virtio_blks, i))->slot;
-  return nb_machine_firmware_attach(m->firmware, m->vm, m->n_cpus, &acpi, slots,
-                                    m->virtio_blks->len, on_no_boot, m, error);
+  NbMachineFirmwareBoot boot = {
+    .order = (const char *const *)options->boot_order,
+    .disk_slots = slots,
+    .n_disks = m->virtio_blks->len,
+    .cdrom_slot = m->virtio_scsi ? (int)nb_virtio_scsi_pci_device(m->virtio_scsi)->slot : -1,
+  };
+  return nb_machine_firmware_attach(m->firmware, m->vm, m->n_cpus, &acpi, &boot, on_no_boot, m,
+                                    error);
 }
 
 NbMachine *
@@ -338,7 +364,7 @@ nb_machine_new(const NbVmOptions *options, NbConsoleIo *console, GError **error)
   if ((!m->firmware &&
        !nb_vcpu_setup_linux64(m->vcpus[0], m->boot.entry, m->boot.boot_params, error)) ||
       !add_devices(m, error) || !add_virtio_devices(m, options, error) ||
-      (m->firmware && !attach_firmware(m, error)))
+      (m->firmware && !attach_firmware(m, options, error)))
     goto fail;
   nb_console_io_set_input(m->console, on_console_input, m);
   return m;
@@ -360,6 +386,7 @@ nb_machine_free(NbMachine *m)
   for (guint i = 0; i < m->virtio_blks->len; i++)
     nb_virtio_blk_free(g_ptr_array_index(m->virtio_blks, i));
   g_ptr_array_free(m->virtio_blks, TRUE);
+  nb_virtio_scsi_free(m->virtio_scsi);   /* before the image it reads */
   for (guint i = 0; i < m->blocks->len; i++)
     nb_block_close(g_ptr_array_index(m->blocks, i));
   g_ptr_array_free(m->blocks, TRUE);

@@ -151,6 +151,7 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
   g_auto(GStrv) disks = NULL, nets = NULL, ports = NULL;
   gboolean no_reboot = FALSE, rng = FALSE;
   g_autofree char *firmware = NULL, *firmware_file = NULL, *firmware_log = NULL, *boot = NULL;
+  g_autofree char *cdrom = NULL;
 
   GOptionEntry entries[] = {
     { "machine", 0, 0, G_OPTION_ARG_STRING, &machine, "Run the machine NAME made with nestboxctl create", "NAME" },
@@ -169,7 +170,8 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
     { "firmware", 0, 0, G_OPTION_ARG_STRING, &firmware, "How the machine boots: direct (Linux direct boot, default) or bios (SeaBIOS)", "KIND" },
     { "firmware-file", 0, 0, G_OPTION_ARG_FILENAME, &firmware_file, "BIOS image for --firmware bios (default " NB_FIRMWARE_BIOS_DEFAULT_FILE ")", "PATH" },
     { "firmware-log", 0, 0, G_OPTION_ARG_FILENAME, &firmware_log, "Write the firmware's debug log to PATH", "PATH" },
-    { "boot", 0, 0, G_OPTION_ARG_STRING, &boot, "Boot order for --firmware bios: disk (the disks in order)", "ORDER" },
+    { "boot", 0, 0, G_OPTION_ARG_STRING, &boot, "Boot order for --firmware bios, e.g. cdrom,disk", "ORDER" },
+    { "cdrom", 0, 0, G_OPTION_ARG_FILENAME, &cdrom, "ISO image in a CD-ROM drive (virtio-scsi)", "PATH" },
     G_OPTION_ENTRY_NULL,
   };
 
@@ -215,7 +217,7 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
     /* A machine's settings live in its document; mixing in command-line
      * settings would make what runs differ from what `nestboxctl info` shows. */
     if (kernel || initrd || append || cpus || memory || disks || nets || ports || rng || console ||
-        firmware || firmware_file || boot) {
+        firmware || firmware_file || boot || cdrom) {
       g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
                   "--machine %s takes its settings from the machine's document: change them with "
                   "“nestboxctl set %s KEY=VALUE” (only --serial and --no-reboot go with --machine)",
@@ -333,6 +335,7 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
     nb_vm_options_clear(options);
     return false;
   }
+  options->cdrom = g_steal_pointer(&cdrom);
   options->machine = g_steal_pointer(&machine);
   options->kernel = g_steal_pointer(&kernel);
   options->initrd = g_steal_pointer(&initrd);
@@ -357,4 +360,5 @@ nb_vm_options_clear(NbVmOptions *options)
   g_clear_pointer(&options->firmware_file, g_free);
   g_clear_pointer(&options->firmware_log, g_free);
   g_clear_pointer(&options->boot_order, g_strfreev);
+  g_clear_pointer(&options->cdrom, g_free);
 }

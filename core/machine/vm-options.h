@@ -60,7 +60,8 @@ typedef struct {
   NbFirmwareKind firmware;  /* --firmware direct|bios */
   char *firmware_file;   /* --firmware-file PATH; NULL: the packaged SeaBIOS */
   char *firmware_log;    /* --firmware-log PATH: the firmware's debug log */
-  char **boot_order;     /* --boot disk,...: "disk" entries, NULL: the firmware's order */
+  char **boot_order;     /* --boot cdrom,disk: NULL: CD-ROM, then disks */
+  char *cdrom;           /* --cdrom PATH: an ISO on a virtio-scsi CD-ROM drive */
 } NbVmOptions;
 
 /* Parses argv (argv[0] is the program). On error, sets a message that names
