@@ -9,18 +9,42 @@
 source "$(dirname "$0")/lib.sh"
 export PATH="$PATH:/usr/sbin:/sbin"
 
+# busybox has no eject: a static one for the guest (CDROMEJECT, as eject(1) does).
+cat > "$NB_WORK/eject.c" <<'EOF'
+#include <fcntl.h>
+#include <linux/cdrom.h>
+#include <stdio.h>
+#include <sys/ioctl.h>
+int main(int argc, char **argv) {
+  int fd = open(argc > 1 ? argv[1] : "/dev/sr0", O_RDONLY | O_NONBLOCK);
+  if (fd < 0 || ioctl(fd, CDROMEJECT, 0) < 0) { perror("eject"); return 1; }
+  return 0;
+}
+EOF
+gcc -static -O2 -o "$NB_WORK/eject" "$NB_WORK/eject.c" || nb_fail "cannot build the guest's eject helper"
+
+# nb_initrd with FILES for /test/.
+nb_initrd_files() {
+  local name=$1 script=$2
+  shift 2
+  printf '#!/bin/sh\n%s\n' "$script" > "$NB_WORK/$name.sh"
+  "$NB_IMAGES_DIR/make-test-initrd.sh" "$NESTBOX_GUEST_DIR/guest.cpio.gz" "$NB_WORK/$name.sh" \
+    "$NB_WORK/$name.cpio.gz" "$@"
+  echo "$NB_WORK/$name.cpio.gz"
+}
+
 # The guest: what a user would check first on a machine that booted.
-initrd=$(nb_initrd fw '
+initrd=$(nb_initrd_files fw '
 echo "CPUS $(grep -c ^processor /proc/cpuinfo)"
 echo "ACPI $(ls /sys/firmware/acpi/tables | grep -E "^(APIC|DSDT|FACP)$" | sort | tr "\n" " ")"
 if [ -n "$(grep -o "nestbox.modules=[^ ]*sr_mod" /proc/cmdline)" ]; then
   for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/sr0 ] && break; sleep 1; done
   echo "SR0 $(dd if=/dev/sr0 bs=2048 skip=16 count=1 2>/dev/null | head -c 6 | tail -c 5)"
-  if eject /dev/sr0 2>/dev/null; then
+  if /test/eject /dev/sr0; then
     dd if=/dev/sr0 bs=2048 count=1 of=/dev/null 2>/dev/null && echo "STILL-READABLE" || echo "EJECTED"
   fi
 fi
-')
+' "$NB_WORK/eject")
 
 grub_cfg() {
   cat <<EOF
