@@ -361,7 +361,8 @@ test_acpi_loader(Fixture *f, gconstpointer data)
   g_assert_cmpuint(le(fadt + 36, 4) % 64, ==, 0);
   (void)facs;
 
-  if (g_find_program_in_path("iasl") == NULL) {
+  g_autofree char *iasl = g_find_program_in_path("iasl");
+  if (iasl == NULL) {
     g_test_skip("iasl (acpica-tools) is not installed");
   } else {
     g_autofree char *dir = g_dir_make_tmp("nb-fwcfg-XXXXXX", &error);
