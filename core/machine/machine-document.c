@@ -54,6 +54,8 @@ void nb_machine_document_free(NbMachineDocument *doc)
   g_free(doc->preset);
   g_free(doc->uuid);
   g_free(doc->kernel);
+  g_free(doc->cdrom);
+  g_free(doc->boot_order);
   g_free(doc->initrd);
   g_free(doc->cmdline);
   g_ptr_array_unref(doc->disks);
@@ -120,7 +122,7 @@ static bool fail(const Ctx *c, const char *group, const char *key, GError **erro
 static const char *const machine_keys[] = { "name", "description", "preset", "uuid", NULL };
 static const char *const cpu_keys[] = { "count", NULL };
 static const char *const memory_keys[] = { "size", NULL };
-static const char *const boot_keys[] = { "firmware", "kernel", "initrd", "cmdline", NULL };
+static const char *const boot_keys[] = { "firmware", "kernel", "initrd", "cmdline", "cdrom", "order", NULL };
 static const char *const disk_keys[] = { "path", "format", "readonly", "serial", NULL };
 static const char *const net_keys[] = { "mode", "mac", "net", "hostfwd", NULL };
 static const char *const display_keys[] = { "type", NULL };
@@ -295,6 +297,16 @@ NbMachineDocument *nb_machine_document_parse(const char *dir, const char *file_p
     return NULL;
   }
   doc->firmware_bios = firmware && g_str_equal(firmware, "bios");
+  doc->cdrom = get_str(kf, "boot", "cdrom");
+  doc->boot_order = get_str(kf, "boot", "order");
+  if (doc->boot_order) {
+    g_auto(GStrv) items = g_strsplit(doc->boot_order, ",", -1);
+    for (char **i = items; *i; i++)
+      if (!g_str_equal(*i, "cdrom") && !g_str_equal(*i, "disk")) {
+        fail(&c, "boot", "order", error, "'%s' is not a boot device; expected cdrom and disk, e.g. cdrom,disk", *i);
+        return NULL;
+      }
+  }
   doc->kernel = get_str(kf, "boot", "kernel");
   doc->initrd = get_str(kf, "boot", "initrd");
   doc->cmdline = get_str(kf, "boot", "cmdline");
@@ -346,6 +358,8 @@ char *nb_machine_document_to_data(const NbMachineDocument *doc)
   if (doc->kernel) g_key_file_set_string(kf, "boot", "kernel", doc->kernel);
   if (doc->initrd) g_key_file_set_string(kf, "boot", "initrd", doc->initrd);
   if (doc->cmdline) g_key_file_set_string(kf, "boot", "cmdline", doc->cmdline);
+  if (doc->cdrom) g_key_file_set_string(kf, "boot", "cdrom", doc->cdrom);
+  if (doc->boot_order) g_key_file_set_string(kf, "boot", "order", doc->boot_order);
   for (guint i = 0; i < doc->disks->len; i++) {
     const NbMachineDisk *d = doc->disks->pdata[i];
     g_autofree char *g = g_strdup_printf("disk:%u", i);
@@ -481,6 +495,10 @@ bool nb_machine_document_to_vm_options(const NbMachineDocument *doc, NbVmOptions
     /* The firmware's log sits next to the serial log. */
     options->firmware = NB_FIRMWARE_BIOS;
     options->firmware_log = resolve(doc->dir, "firmware.log");
+    if (doc->boot_order)
+      options->boot_order = g_strsplit(doc->boot_order, ",", -1);
+    if (doc->cdrom && *doc->cdrom)
+      options->cdrom = resolve(doc->dir, doc->cdrom);
   } else if (doc->kernel == NULL) {
     g_set_error(error, NB_MACHINE_DOC_ERROR, NB_MACHINE_DOC_ERROR_INVALID,
                 "Machine %s has no kernel to boot — set one with: nestboxctl set %s boot.kernel=PATH", doc->name,

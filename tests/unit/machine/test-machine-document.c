@@ -44,7 +44,7 @@ static void test_firmware_bios(void)
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(NbMachineDocument) doc = nb_machine_document_parse(
-    "/m/inst", "m.ini", "[machine]\nname=inst\n[boot]\nfirmware=bios\n[disk:0]\npath=os.qcow2\n", &error);
+    "/m/inst", "m.ini", "[machine]\nname=inst\n[boot]\nfirmware=bios\ncdrom=debian.iso\norder=cdrom,disk\n[disk:0]\npath=os.qcow2\n", &error);
   g_assert_no_error(error);
   g_assert_true(doc->firmware_bios);
   NbVmOptions o;
@@ -52,9 +52,13 @@ static void test_firmware_bios(void)
   g_assert_cmpint(o.firmware, ==, NB_FIRMWARE_BIOS);
   g_assert_null(o.kernel);
   g_assert_cmpstr(o.firmware_log, ==, "/m/inst/firmware.log");
+  g_assert_cmpstr(o.cdrom, ==, "/m/inst/debian.iso");
+  g_assert_cmpuint(g_strv_length(o.boot_order), ==, 2);
+  g_assert_cmpstr(o.boot_order[0], ==, "cdrom");
   nb_vm_options_clear(&o);
   g_autofree char *data = nb_machine_document_to_data(doc);
   g_assert_nonnull(strstr(data, "firmware=bios"));
+  g_assert_nonnull(strstr(data, "order=cdrom,disk"));
 
   g_autoptr(NbMachineDocument) both = nb_machine_document_parse(
     "/m/b", "m.ini", "[machine]\nname=b\n[boot]\nfirmware=bios\nkernel=vmlinuz\n", &error);
@@ -78,6 +82,7 @@ static void test_parse_bad(void)
     { "[machine]\nname=a\n[memory]\nsize=65M\n", "multiple of 2M" },
     { "[machine]\nname=a\n[memory]\nsize=lots\n", "m.ini:4: [memory] size" },
     { "[machine]\nname=a\n[boot]\nfirmware=uefi\n", "m.ini:4: [boot] firmware: 'uefi' is not supported yet" },
+    { "[machine]\nname=a\n[boot]\norder=cdrom,net\n", "m.ini:4: [boot] order: 'net' is not a boot device" },
     { "[machine]\nname=a\n[disk:0]\nformat=raw\n", "m.ini:3: [disk:0] path: missing" },
     { "[machine]\nname=a\n[disk:0]\npath=x\nformat=vhd\n", "m.ini:5: [disk:0] format" },
     { "[machine]\nname=a\n[disk:0]\npath=x\nreadonly=maybe\n", "m.ini:5: [disk:0] readonly" },
