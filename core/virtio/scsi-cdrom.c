@@ -22,7 +22,6 @@
 
 /* Media event codes (GET EVENT STATUS NOTIFICATION, class 4). */
 #define EVENT_NONE        0
-#define EVENT_EJECT       1
 #define EVENT_NEW_MEDIA   2
 #define EVENT_REMOVAL     3
 
@@ -345,7 +344,7 @@ cmd_read(NbScsiCdrom *cd, uint64_t lba, uint64_t count, const struct iovec *din,
   r->data_len = 0;
   if (bytes == 0)
     return;
-  struct iovec part[64];
+  struct iovec part[NB_SCSI_CDROM_MAX_SEGMENTS];
   int n = nb_virtq_iov_slice(din, n_din, 0, bytes, part, G_N_ELEMENTS(part));
   g_autoptr(GError) error = NULL;
   if (n < 0) {
@@ -427,7 +426,7 @@ nb_scsi_cdrom_execute(NbScsiCdrom *cd, const uint8_t *cdb, size_t cdb_len,
       } else if (cd->medium) {
         /* The machine still owns the image and closes it. */
         set_medium(cd, NULL);
-        cd->media_event = EVENT_EJECT;
+        cd->media_event = EVENT_REMOVAL;
       }
     }
     break;

@@ -21,6 +21,9 @@
 #include <sys/uio.h>
 
 #define NB_SCSI_CDROM_BLOCK 2048
+/* Most data-in segments one command may have (virtio-scsi's seg_max is
+ * below this). */
+#define NB_SCSI_CDROM_MAX_SEGMENTS 256
 
 /* SCSI status bytes. */
 #define NB_SCSI_STATUS_GOOD            0x00

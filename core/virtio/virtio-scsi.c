@@ -78,7 +78,7 @@ nb_virtio_scsi_process(NbVirtioScsi *scsi, const NbVirtqElement *elem)
       resp[11] = NB_VIRTIO_SCSI_S_BAD_TARGET;
     } else {
       /* The data-in part: the device-writable bytes after the response. */
-      struct iovec din[64];
+      struct iovec din[NB_SCSI_CDROM_MAX_SEGMENTS];
       int n = data_in_len ? nb_virtq_iov_slice(elem->in, elem->n_in, NB_VIRTIO_SCSI_RESP_SIZE,
                                                data_in_len, din, G_N_ELEMENTS(din))
                           : 0;

@@ -280,7 +280,7 @@ test_eject_and_change(Fixture *f, gconstpointer data)
   const uint8_t event[10] = { 0x4a, 0x01, 0, 0, 0x10, 0, 0, 0, 8, 0 };
   send(f, &r, 0, 0, event, sizeof event, 8);
   g_assert_cmpuint(status(&r), ==, NB_SCSI_STATUS_GOOD);
-  g_assert_cmpuint(r.data[4], ==, 1);      /* eject request */
+  g_assert_cmpuint(r.data[4], ==, 3);      /* media removal */
   g_assert_cmpuint(r.data[5] & 2, ==, 0);  /* no medium */
   const uint8_t read10[10] = { 0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0 };
   send(f, &r, 0, 0, read10, sizeof read10, NB_SCSI_CDROM_BLOCK);
