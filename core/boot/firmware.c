@@ -233,3 +233,96 @@ nb_firmware_setup_fw_cfg(NbFwCfg *cfg, const NbFirmwareConfig *config, GError **
 
   return config->acpi == NULL || nb_firmware_add_acpi(cfg, config->acpi, error);
 }
+
+/* Linux through the firmware -------------------------------------------------- */
+
+#define LINUX_REAL_ADDR    UINT32_C(0x10000)
+#define LINUX_CMDLINE_ADDR UINT32_C(0x20000)
+#define LINUX_PROT_ADDR    UINT32_C(0x100000)
+/* Room the firmware keeps at the top of low RAM for its tables. */
+#define FIRMWARE_HIGH_RESERVE (1024 * 1024)
+
+static bool
+add_blob(NbFwCfg *cfg, uint16_t selector, const void *data, size_t len, GError **error)
+{
+  g_autoptr(GBytes) bytes = g_bytes_new(data, len);
+  return nb_fw_cfg_add_item(cfg, selector, bytes, error);
+}
+
+bool
+nb_firmware_add_linux(NbFwCfg *cfg, const NbGuestMemory *mem, const uint8_t *kernel,
+                      size_t kernel_size, const char *kernel_name, const uint8_t *initrd,
+                      size_t initrd_size, const char *cmdline, GError **error)
+{
+  if (kernel_size < 0x400 || get_le(kernel + 0x202, 4) != 0x53726448u ||
+      get_le(kernel + 0x1fe, 2) != 0xaa55) {
+    g_set_error(error, NB_BOOT_ERROR, NB_BOOT_ERROR_NOT_KERNEL,
+                "%s is not a Linux kernel (no bzImage boot header) — give a kernel image such as "
+                "/boot/vmlinuz-…", kernel_name);
+    return false;
+  }
+  unsigned version = (unsigned)get_le(kernel + 0x206, 2);
+  bool loaded_high = kernel[0x211] & 0x01;
+  if (version < NB_LINUX_MIN_PROTOCOL || !loaded_high) {
+    g_set_error(error, NB_BOOT_ERROR, NB_BOOT_ERROR_UNSUPPORTED,
+                "%s uses boot protocol %u.%02u, older than the 2.06 bzImage Nestbox loads",
+                kernel_name, version >> 8, version & 0xff);
+    return false;
+  }
+  size_t setup_sects = kernel[0x1f1] ? kernel[0x1f1] : 4;
+  size_t setup_size = (setup_sects + 1) * 512;
+  if (setup_size >= kernel_size || setup_size > LINUX_CMDLINE_ADDR - LINUX_REAL_ADDR) {
+    g_set_error(error, NB_BOOT_ERROR, NB_BOOT_ERROR_NOT_KERNEL,
+                "%s has a setup part of %zu bytes, which does not fit its file or the loader",
+                kernel_name, setup_size);
+    return false;
+  }
+  const char *line = cmdline ? cmdline : "";
+  size_t cmdline_len = strlen(line) + 1;
+  uint32_t cmdline_max = (uint32_t)get_le(kernel + 0x238, 4);
+  if (cmdline_len > 0x10000 || (cmdline_max && cmdline_len > (size_t)cmdline_max + 1)) {
+    g_set_error(error, NB_BOOT_ERROR, NB_BOOT_ERROR_CMDLINE,
+                "the kernel command line is %zu bytes; %s takes at most %u", cmdline_len - 1,
+                kernel_name, cmdline_max ? cmdline_max : 0xffff);
+    return false;
+  }
+
+  /* The initrd as high as the kernel allows, below the firmware's tables. */
+  uint64_t low_end = mem->n_regions ? mem->regions[0].gpa + mem->regions[0].size : 0;
+  uint64_t initrd_max = get_le(kernel + 0x22c, 4);
+  uint64_t initrd_addr = 0;
+  uint64_t prot_size = kernel_size - setup_size;
+  if (initrd_size) {
+    uint64_t top = MIN(initrd_max + 1, low_end - MIN(low_end, (uint64_t)FIRMWARE_HIGH_RESERVE));
+    uint64_t kernel_end = LINUX_PROT_ADDR + MAX(prot_size, get_le(kernel + 0x260, 4));
+    if (top < initrd_size || ((top - initrd_size) & ~UINT64_C(4095)) < kernel_end) {
+      g_set_error(error, NB_BOOT_ERROR, NB_BOOT_ERROR_NO_ROOM,
+                  "the initrd (%zu bytes) does not fit in the machine's memory below %"
+                  G_GUINT64_FORMAT " MiB — give the machine more memory", initrd_size, top >> 20);
+      return false;
+    }
+    initrd_addr = (top - initrd_size) & ~UINT64_C(4095);
+  }
+
+  /* The setup header as a boot loader fills it in. */
+  g_autofree uint8_t *setup = g_memdup2(kernel, setup_size);
+  setup[0x210] = 0xb0;                                  /* type_of_loader: QEMU's */
+  setup[0x211] |= 0x80;                                 /* CAN_USE_HEAP */
+  set_le(setup + 0x224, LINUX_CMDLINE_ADDR - LINUX_REAL_ADDR - 0x200, 2);  /* heap_end_ptr */
+  set_le(setup + 0x228, LINUX_CMDLINE_ADDR, 4);         /* cmd_line_ptr */
+  set_le(setup + 0x218, initrd_addr, 4);                /* ramdisk_image */
+  set_le(setup + 0x21c, initrd_size, 4);                /* ramdisk_size */
+
+  return nb_fw_cfg_add_u32(cfg, NB_FW_CFG_SETUP_ADDR, LINUX_REAL_ADDR, error) &&
+         nb_fw_cfg_add_u32(cfg, NB_FW_CFG_SETUP_SIZE, (uint32_t)setup_size, error) &&
+         add_blob(cfg, NB_FW_CFG_SETUP_DATA, setup, setup_size, error) &&
+         nb_fw_cfg_add_u32(cfg, NB_FW_CFG_KERNEL_ADDR, LINUX_PROT_ADDR, error) &&
+         nb_fw_cfg_add_u32(cfg, NB_FW_CFG_KERNEL_SIZE, (uint32_t)prot_size, error) &&
+         add_blob(cfg, NB_FW_CFG_KERNEL_DATA, kernel + setup_size, prot_size, error) &&
+         nb_fw_cfg_add_u32(cfg, NB_FW_CFG_INITRD_ADDR, (uint32_t)initrd_addr, error) &&
+         nb_fw_cfg_add_u32(cfg, NB_FW_CFG_INITRD_SIZE, (uint32_t)initrd_size, error) &&
+         add_blob(cfg, NB_FW_CFG_INITRD_DATA, initrd_size ? initrd : (const uint8_t *)"", initrd_size, error) &&
+         nb_fw_cfg_add_u32(cfg, NB_FW_CFG_CMDLINE_ADDR, LINUX_CMDLINE_ADDR, error) &&
+         nb_fw_cfg_add_u32(cfg, NB_FW_CFG_CMDLINE_SIZE, (uint32_t)cmdline_len, error) &&
+         add_blob(cfg, NB_FW_CFG_CMDLINE_DATA, line, cmdline_len, error);
+}

@@ -47,3 +47,18 @@ GBytes *nb_firmware_build_e820(const NbGuestMemory *mem);
  * function 0), and for a SCSI LUN behind it. */
 char *nb_firmware_pci_boot_path(unsigned slot);
 char *nb_firmware_scsi_boot_path(unsigned slot, unsigned target, unsigned lun);
+
+/* Linux through the firmware, the way QEMU's -kernel works with SeaBIOS:
+ * the kernel's real-mode setup (its header filled in for a boot loader that
+ * puts the command line at 0x20000 and the setup at 0x10000), its
+ * protected-mode part, the initrd (placed below the top of low RAM, clear of
+ * the firmware's own tables) and the command line, as fw_cfg items that an
+ * option ROM (QEMU's linuxboot_dma.bin) copies into place before it jumps to
+ * the setup code in real mode. */
+#define NB_FIRMWARE_LINUX_ROM_FILE "genroms/linuxboot_dma.bin"
+/* Where SeaBIOS looks for that ROM in bootorder. */
+#define NB_FIRMWARE_LINUX_ROM_BOOT_PATH "/rom@genroms/linuxboot_dma.bin"
+
+bool nb_firmware_add_linux(NbFwCfg *cfg, const NbGuestMemory *mem, const uint8_t *kernel,
+                           size_t kernel_size, const char *kernel_name, const uint8_t *initrd,
+                           size_t initrd_size, const char *cmdline, GError **error);

@@ -484,13 +484,6 @@ static char *resolve(const char *dir, const char *path)
 bool nb_machine_document_to_vm_options(const NbMachineDocument *doc, NbVmOptions *options, GError **error)
 {
   memset(options, 0, sizeof(*options));
-  if (doc->firmware_bios && doc->kernel && *doc->kernel) {
-    g_set_error(error, NB_MACHINE_DOC_ERROR, NB_MACHINE_DOC_ERROR_INVALID,
-                "Machine %s boots through the BIOS but also names a kernel, which firmware boot cannot "
-                "pass on yet — clear it (nestboxctl set %s boot.kernel=) or use boot.firmware=direct",
-                doc->name, doc->name);
-    return false;
-  }
   if (doc->firmware_bios) {
     /* The firmware's log sits next to the serial log. */
     options->firmware = NB_FIRMWARE_BIOS;

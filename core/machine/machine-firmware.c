@@ -20,6 +20,9 @@
 
 #define NO_BOOT_TEXT "No bootable device"
 
+/* QEMU's option ROM that boots Linux from fw_cfg (Debian's qemu-system-data). */
+#define LINUX_ROM_PATH "/usr/share/qemu/linuxboot_dma.bin"
+
 struct NbMachineFirmware {
   NbGuestMemory *mem;
   char *path;
@@ -31,7 +34,41 @@ struct NbMachineFirmware {
   NbMachineFirmwareNoBootFunc on_no_boot;
   void *ctx;
   bool reported_no_boot;
+  bool linux_boot;          /* --kernel: the Linux ROM boots first */
 };
+
+static bool
+read_file(const char *what, const char *path, char **contents, gsize *size, GError **error)
+{
+  g_autoptr(GError) read_error = NULL;
+  if (g_file_get_contents(path, contents, size, &read_error))
+    return true;
+  g_set_error(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_CONFIG, "cannot read the %s %s: %s",
+              what, path, read_error->message);
+  return false;
+}
+
+/* --kernel with firmware boot: the kernel, initrd and command line as fw_cfg
+ * items, and the option ROM that loads them. */
+static bool
+add_linux(NbMachineFirmware *fw, const NbVmOptions *options, GError **error)
+{
+  g_autofree char *kernel = NULL, *initrd = NULL, *rom = NULL;
+  gsize kernel_size = 0, initrd_size = 0, rom_size = 0;
+  if (!read_file("kernel", options->kernel, &kernel, &kernel_size, error) ||
+      (options->initrd && !read_file("initrd", options->initrd, &initrd, &initrd_size, error)))
+    return false;
+  if (!read_file("Linux boot ROM", LINUX_ROM_PATH, &rom, &rom_size, error)) {
+    g_prefix_error(error, "--kernel with --firmware bios needs Debian's qemu-system-data package: ");
+    return false;
+  }
+  g_autoptr(GBytes) rom_bytes = g_bytes_new_take(g_steal_pointer(&rom), rom_size);
+  fw->linux_boot = true;
+  return nb_firmware_add_linux(fw->fw_cfg, fw->mem, (const uint8_t *)kernel, kernel_size,
+                               options->kernel, (const uint8_t *)initrd, initrd_size,
+                               options->append, error) &&
+         nb_fw_cfg_add_file(fw->fw_cfg, NB_FIRMWARE_LINUX_ROM_FILE, rom_bytes, error);
+}
 
 bool
 nb_vm_options_parse_firmware(NbVmOptions *options, const char *firmware,
@@ -52,12 +89,6 @@ nb_vm_options_parse_firmware(NbVmOptions *options, const char *firmware,
     g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
                 "%s only applies to firmware boot: add --firmware bios",
                 firmware_file ? "--firmware-file" : "--boot");
-    return false;
-  }
-  if (bios && options->kernel) {
-    g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
-                "--kernel with --firmware bios is not supported yet: boot the kernel directly "
-                "(leave out --firmware) or from a disk with a boot loader");
     return false;
   }
   if (boot) {
@@ -141,6 +172,10 @@ nb_machine_firmware_new(const NbVmOptions *options, NbGuestMemory *mem, GError *
   }
   fw->fw_cfg = nb_fw_cfg_new(mem);
   fw->debug_port = nb_debug_port_new(on_debug_line, fw);
+  if (options->kernel && !add_linux(fw, options, error)) {
+    nb_machine_firmware_free(fw);
+    return NULL;
+  }
   return fw;
 }
 
@@ -183,6 +218,8 @@ nb_machine_firmware_attach(NbMachineFirmware *fw, NbVm *vm, unsigned n_cpus,
   /* SeaBIOS tries what bootorder lists first, in that order. */
   static const char *const default_order[] = { "cdrom", "disk", NULL };
   g_autoptr(GPtrArray) order = g_ptr_array_new_with_free_func(g_free);
+  if (fw->linux_boot)
+    g_ptr_array_add(order, g_strdup(NB_FIRMWARE_LINUX_ROM_BOOT_PATH));
   for (const char *const *o = boot->order ? boot->order : default_order; *o; o++) {
     if (g_str_equal(*o, "cdrom") && boot->cdrom_slot >= 0)
       g_ptr_array_add(order, nb_firmware_scsi_boot_path((unsigned)boot->cdrom_slot, 0, 0));

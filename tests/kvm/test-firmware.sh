@@ -115,6 +115,13 @@ else
   nb_fail "no fw_cfg DMA line in the firmware log: $(head -c 2000 "$NB_WORK/raw.fwlog")"
 fi
 
+# 1b. --kernel through the firmware: fw_cfg items and QEMU's Linux boot ROM.
+nb_fw_boot kernel 240 --kernel "$NESTBOX_GUEST_DIR/vmlinuz" --initrd "$initrd" \
+  --append "console=ttyS0 nestbox.modules=none panic=-1 quiet" --memory 256M
+nb_expect_status "--kernel with --firmware bios: the guest powers off" 0
+nb_expect "SeaBIOS ran first" "SeaBIOS \(version"
+nb_expect "the kernel passed through fw_cfg reaches init" "NESTBOX-INIT-REACHED"
+
 # 2. The same disk as qcow2.
 qemu-img convert -f raw -O qcow2 "$NB_WORK/disk.raw" "$NB_WORK/disk.qcow2"
 rm -f "$NB_WORK/disk.raw"

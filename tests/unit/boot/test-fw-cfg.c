@@ -5,6 +5,7 @@
  * is a valid set of tables that iasl disassembles. */
 #include "boot/firmware.h"
 #include "boot/fw-cfg.h"
+#include "boot/linux-loader.h"
 #include "kvm/io-bus.h"
 #include "kvm/memory-map.h"
 
@@ -410,6 +411,67 @@ test_machine_items(Fixture *f, gconstpointer data)
   g_assert_cmpuint(le(g_bytes_get_data(sercon, NULL), 2), ==, 0x3f8);
 }
 
+static uint32_t
+item_u32(Fixture *f, uint16_t selector)
+{
+  uint32_t v = 0;
+  port_read(f, selector, &v, 4);
+  return GUINT32_FROM_LE(v);
+}
+
+/* A bzImage header is enough: the items are what the option ROM copies. */
+static void
+test_linux_items(Fixture *f, gconstpointer data)
+{
+  (void)data;
+  size_t ksize = 64 * 1024;
+  g_autofree uint8_t *k = g_malloc0(ksize);
+  k[0x1f1] = 3;                                   /* setup: 4 sectors */
+  k[0x1fe] = 0x55; k[0x1ff] = 0xaa;
+  memcpy(k + 0x202, "HdrS", 4);
+  k[0x206] = 0x0f; k[0x207] = 0x02;               /* protocol 2.15 */
+  k[0x211] = 0x01;                                /* LOADED_HIGH */
+  k[0x22c] = 0xff; k[0x22d] = 0xff; k[0x22e] = 0xff; k[0x22f] = 0x7f;
+  k[0x238] = 0xff; k[0x239] = 0x07;               /* cmdline_size 2047 */
+  for (size_t i = 2048; i < ksize; i++)
+    k[i] = (uint8_t)i;
+  uint8_t initrd[10000];
+  memset(initrd, 0x5a, sizeof initrd);
+  g_autoptr(GError) error = NULL;
+  g_assert_true(nb_firmware_add_linux(f->cfg, f->mem, k, ksize, "k", initrd, sizeof initrd,
+                                      "console=ttyS0", &error));
+  g_assert_no_error(error);
+  g_assert_cmpuint(item_u32(f, NB_FW_CFG_SETUP_SIZE), ==, 2048);
+  g_assert_cmpuint(item_u32(f, NB_FW_CFG_KERNEL_SIZE), ==, ksize - 2048);
+  g_assert_cmpuint(item_u32(f, NB_FW_CFG_KERNEL_ADDR), ==, 0x100000);
+  g_assert_cmpuint(item_u32(f, NB_FW_CFG_CMDLINE_SIZE), ==, strlen("console=ttyS0") + 1);
+  uint32_t initrd_addr = item_u32(f, NB_FW_CFG_INITRD_ADDR);
+  g_assert_cmpuint(initrd_addr % 4096, ==, 0);
+  g_assert_cmpuint(initrd_addr + sizeof initrd, <=, RAM - NB_MiB);
+  g_assert_cmpuint(item_u32(f, NB_FW_CFG_INITRD_SIZE), ==, sizeof initrd);
+  uint8_t setup[2048];
+  port_read(f, NB_FW_CFG_SETUP_DATA, setup, sizeof setup);
+  g_assert_cmpuint(le(setup + 0x228, 4), ==, 0x20000);      /* cmd_line_ptr */
+  g_assert_cmpuint(le(setup + 0x218, 4), ==, initrd_addr);  /* ramdisk_image */
+  g_assert_cmpuint(setup[0x211] & 0x80, ==, 0x80);          /* CAN_USE_HEAP */
+  uint8_t first[4];
+  port_read(f, NB_FW_CFG_KERNEL_DATA, first, 4);
+  g_assert_cmpuint(first[0], ==, (uint8_t)2048);
+  g_assert_cmpuint(first[1], ==, (uint8_t)2049);
+
+  /* Not a kernel; an initrd that cannot fit; a command line too long. */
+  g_autofree uint8_t *junk = g_malloc0(ksize);
+  g_assert_false(nb_firmware_add_linux(f->cfg, f->mem, junk, ksize, "junk", NULL, 0, NULL, &error));
+  g_assert_error(error, NB_BOOT_ERROR, NB_BOOT_ERROR_NOT_KERNEL);
+  g_clear_error(&error);
+  g_assert_false(nb_firmware_add_linux(f->cfg, f->mem, k, ksize, "k", initrd, RAM, NULL, &error));
+  g_assert_error(error, NB_BOOT_ERROR, NB_BOOT_ERROR_NO_ROOM);
+  g_clear_error(&error);
+  g_autofree char *longline = g_strnfill(3000, 'x');
+  g_assert_false(nb_firmware_add_linux(f->cfg, f->mem, k, ksize, "k", NULL, 0, longline, &error));
+  g_assert_error(error, NB_BOOT_ERROR, NB_BOOT_ERROR_CMDLINE);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -419,5 +481,6 @@ main(int argc, char **argv)
   g_test_add("/fw-cfg/dma-bad-addresses", Fixture, NULL, setup, test_dma_bad, teardown);
   g_test_add("/fw-cfg/acpi-table-loader", Fixture, NULL, setup, test_acpi_loader, teardown);
   g_test_add("/fw-cfg/machine-items", Fixture, NULL, setup, test_machine_items, teardown);
+  g_test_add("/fw-cfg/linux-items", Fixture, NULL, setup, test_linux_items, teardown);
   return g_test_run();
 }
