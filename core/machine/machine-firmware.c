@@ -10,12 +10,12 @@
 #include <string.h>
 #include <sys/mman.h>
 
-/* What the shadow area below 1 MiB holds: the image's last 128 KiB. */
-#define SHADOW_BASE UINT64_C(0xE0000)
-#define SHADOW_SIZE (128 * NB_KiB)
+/* The shadow area below 1 MiB: 0xC0000-0xFFFFF at most. */
+#define SHADOW_END UINT64_C(0x100000)
+#define SHADOW_MAX (256 * NB_KiB)
 /* Images from 128 KiB (SeaBIOS's bios.bin) up to 8 MiB (flash-sized ones);
  * larger would run into the LAPIC's page. */
-#define IMAGE_MIN SHADOW_SIZE
+#define IMAGE_MIN (128 * NB_KiB)
 #define IMAGE_MAX (8 * NB_MiB)
 
 #define NO_BOOT_TEXT "No bootable device"
@@ -208,8 +208,13 @@ nb_machine_firmware_attach(NbMachineFirmware *fw, NbVm *vm, unsigned n_cpus,
   uint64_t top = 4 * NB_GiB;
   if (!nb_vm_map_rom(vm, top - fw->image_size, fw->image_size, fw->image, error))
     return false;
-  if (!nb_guest_memory_write(fw->mem, SHADOW_BASE, fw->image + fw->image_size - SHADOW_SIZE,
-                             SHADOW_SIZE)) {
+  /* SeaBIOS's 32-bit code is linked to run from the shadow copy, and with
+   * bios-256k.bin it starts below 0xE0000: the copy covers the image's last
+   * 256 KiB (what its own shadowing would copy there), not just the 128 KiB
+   * that the legacy ROM window at 0xE0000 shows. */
+  size_t shadow = MIN(fw->image_size, SHADOW_MAX);
+  if (!nb_guest_memory_write(fw->mem, SHADOW_END - shadow, fw->image + fw->image_size - shadow,
+                             shadow)) {
     g_set_error(error, NB_MACHINE_ERROR, NB_MACHINE_ERROR_FAILED,
                 "cannot put the BIOS below 1 MiB: the machine has no RAM there");
     return false;

@@ -4,9 +4,10 @@
  *
  * The PCI host bridge is not an Intel one, so SeaBIOS finds no PAM
  * registers to open the 0xC0000-0xFFFFF shadow area with. It does not need
- * to: that area is ordinary RAM here, and the machine puts the last 128 KiB
- * of the image into it before the first instruction, which is the state
- * SeaBIOS's shadowing would have produced. A reboot builds a new machine, so
+ * to: that area is ordinary RAM here, and the machine puts the image's last
+ * 256 KiB (0xC0000-0xFFFFF for bios-256k.bin, whose 32-bit code is linked
+ * from below 0xE0000) into it before the first instruction, which is the
+ * state SeaBIOS's shadowing would have produced. A reboot builds a new machine, so
  * the copy is pristine again each time. */
 #pragma once
 
