@@ -148,6 +148,10 @@ main(int argc, char **argv)
               detail ? detail : "");
       status = EXIT_GUEST_PANIC;
       break;
+    case NB_MACHINE_EXIT_NO_BOOT:
+      fprintf(stderr, "nestbox-vm: %s\n", detail ? detail : nb_machine_exit_describe(exit));
+      status = EXIT_MACHINE_FAILED;
+      break;
     case NB_MACHINE_EXIT_CRASH:
       fprintf(stderr, "nestbox-vm: the machine crashed: %s\n", detail ? detail : "unknown reason");
       status = EXIT_MACHINE_FAILED;

@@ -12,16 +12,18 @@ run_packages=(
   busybox-static cpio kmod file
   zlib1g-dev
   libvncserver-dev libsdl2-dev libx11-dev
+  seabios
 )
 # The test tiers: the KVM sandbox, real peers, sanitizers and fuzzing.
 test_packages=(
   qemu-system-x86 qemu-utils acpica-tools
   clang lld libclang-rt-14-dev
   e2fsprogs iproute2 iperf3 slirp4netns python3 python3-scapy
-  xvfb x11vnc x11-utils x11-xserver-utils xdotool imagemagick seabios
+  xvfb x11vnc x11-utils x11-xserver-utils xdotool imagemagick
   gvncviewer novnc chromium
   bash-completion groff-base
   fio
+  grub-pc-bin grub-common xorriso mtools
 )
 
 packages=("${run_packages[@]}")

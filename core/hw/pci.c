@@ -414,9 +414,11 @@ nb_pci_bus_new(NbIoBus *pio, NbIoBus *mmio, NbInterrupts *irqs, uint64_t mmio64_
   bus->next_mmio64 = mmio64_base;
   bus->next_io = 0xc000;
 
-  /* The host bridge in slot 0, as Linux expects on PC-like machines. */
+  /* The host bridge in slot 0, as Linux expects on PC-like machines. Its
+   * subsystem ID is QEMU's "virtual machine" one (1af4:1100): SeaBIOS only
+   * trusts fw_cfg on a host bridge that carries it. */
   nb_pci_device_init(&bus->host_bridge, "host-bridge", HOST_BRIDGE_VENDOR, HOST_BRIDGE_DEVICE,
-                     0x060000, 0, HOST_BRIDGE_VENDOR, 0x1100);
+                     0x060000, 0, 0x1af4, 0x1100);
   bus->host_bridge.bus = bus;
   bus->slots[0] = &bus->host_bridge;
   return bus;

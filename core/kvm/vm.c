@@ -106,6 +106,26 @@ set_slot(NbVm *vm, unsigned slot, uint64_t gpa, uint64_t size, void *host, uint3
 }
 
 bool
+nb_vm_map_rom(NbVm *vm, uint64_t gpa, uint64_t size, const void *host, GError **error)
+{
+  /* Writes to a read-only slot exit as MMIO, where nothing answers them:
+   * the guest cannot change its firmware image. */
+  if (!check_extension(vm, KVM_CAP_READONLY_MEM, "read-only memory slots (for the firmware)", error))
+    return false;
+  g_mutex_lock(&vm->slot_lock);
+  bool ok = false;
+  unsigned i = 0;
+  while (i < MAX_SLOTS && vm->slots[i].used)
+    i++;
+  if (i == MAX_SLOTS)
+    g_set_error(error, NB_KVM_ERROR, NB_KVM_ERROR_FAILED, "no memory slot left for the firmware");
+  else if ((ok = set_slot(vm, i, gpa, size, (void *)host, KVM_MEM_READONLY, error)))
+    vm->slots[i] = (NbMemSlot){ true, gpa, size, NULL };
+  g_mutex_unlock(&vm->slot_lock);
+  return ok;
+}
+
+bool
 nb_vm_map_ram(void *opaque, uint64_t gpa, uint64_t size, void *host, GError **error)
 {
   NbVm *vm = opaque;

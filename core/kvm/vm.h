@@ -42,6 +42,10 @@ bool nb_vm_map_ram(void *vm, uint64_t gpa, uint64_t size, void *host, GError **e
  * mapping), cleared as it is read. False when host is not mapped now. */
 bool nb_vm_get_dirty_log(NbVm *vm, const void *host, unsigned long *bitmap, size_t n_pages);
 
+/* Maps host memory read-only at gpa (firmware); it must stay valid until
+ * the VM is freed. */
+bool nb_vm_map_rom(NbVm *vm, uint64_t gpa, uint64_t size, const void *host, GError **error);
+
 /* Opens the KVM device and checks the API version; used by nb_vm_new and by
  * tools that only probe. Returns the fd or -1 with a user-facing error. */
 int nb_kvm_open(GError **error);

@@ -54,6 +54,8 @@ void nb_machine_document_free(NbMachineDocument *doc)
   g_free(doc->preset);
   g_free(doc->uuid);
   g_free(doc->kernel);
+  g_free(doc->cdrom);
+  g_free(doc->boot_order);
   g_free(doc->initrd);
   g_free(doc->cmdline);
   g_ptr_array_unref(doc->disks);
@@ -124,7 +126,7 @@ static bool fail(const Ctx *c, const char *group, const char *key, GError **erro
 static const char *const machine_keys[] = { "name", "description", "preset", "uuid", NULL };
 static const char *const cpu_keys[] = { "count", NULL };
 static const char *const memory_keys[] = { "size", NULL };
-static const char *const boot_keys[] = { "firmware", "kernel", "initrd", "cmdline", NULL };
+static const char *const boot_keys[] = { "firmware", "kernel", "initrd", "cmdline", "cdrom", "order", NULL };
 static const char *const disk_keys[] = { "path", "format", "readonly", "serial", NULL };
 static const char *const net_keys[] = { "mode", "mac", "net", "hostfwd", NULL };
 static const char *const display_keys[] = { "type", "listen", "password-file", "keymap", NULL };
@@ -293,10 +295,21 @@ NbMachineDocument *nb_machine_document_parse(const char *dir, const char *file_p
   }
 
   g_autofree char *firmware = get_str(kf, "boot", "firmware");
-  if (firmware && !g_str_equal(firmware, "direct")) {
-    fail(&c, "boot", "firmware", error, "'%s' is not supported yet; only firmware=direct (Linux direct boot) exists for now",
+  if (firmware && !g_str_equal(firmware, "direct") && !g_str_equal(firmware, "bios")) {
+    fail(&c, "boot", "firmware", error, "'%s' is not supported yet; use direct (Linux direct boot) or bios (SeaBIOS)",
          firmware);
     return NULL;
+  }
+  doc->firmware_bios = firmware && g_str_equal(firmware, "bios");
+  doc->cdrom = get_str(kf, "boot", "cdrom");
+  doc->boot_order = get_str(kf, "boot", "order");
+  if (doc->boot_order) {
+    g_auto(GStrv) items = g_strsplit(doc->boot_order, ",", -1);
+    for (char **i = items; *i; i++)
+      if (!g_str_equal(*i, "cdrom") && !g_str_equal(*i, "disk")) {
+        fail(&c, "boot", "order", error, "'%s' is not a boot device; expected cdrom and disk, e.g. cdrom,disk", *i);
+        return NULL;
+      }
   }
   doc->kernel = get_str(kf, "boot", "kernel");
   doc->initrd = get_str(kf, "boot", "initrd");
@@ -360,10 +373,12 @@ char *nb_machine_document_to_data(const NbMachineDocument *doc)
   g_key_file_set_integer(kf, "cpu", "count", (int)doc->cpus);
   g_autofree char *mem = nb_size_format(doc->memory);
   g_key_file_set_string(kf, "memory", "size", mem);
-  g_key_file_set_string(kf, "boot", "firmware", "direct");
+  g_key_file_set_string(kf, "boot", "firmware", doc->firmware_bios ? "bios" : "direct");
   if (doc->kernel) g_key_file_set_string(kf, "boot", "kernel", doc->kernel);
   if (doc->initrd) g_key_file_set_string(kf, "boot", "initrd", doc->initrd);
   if (doc->cmdline) g_key_file_set_string(kf, "boot", "cmdline", doc->cmdline);
+  if (doc->cdrom) g_key_file_set_string(kf, "boot", "cdrom", doc->cdrom);
+  if (doc->boot_order) g_key_file_set_string(kf, "boot", "order", doc->boot_order);
   for (guint i = 0; i < doc->disks->len; i++) {
     const NbMachineDisk *d = doc->disks->pdata[i];
     g_autofree char *g = g_strdup_printf("disk:%u", i);
@@ -491,13 +506,21 @@ static char *resolve(const char *dir, const char *path)
 bool nb_machine_document_to_vm_options(const NbMachineDocument *doc, NbVmOptions *options, GError **error)
 {
   memset(options, 0, sizeof(*options));
-  if (doc->kernel == NULL) {
+  if (doc->firmware_bios) {
+    /* The firmware's log sits next to the serial log. */
+    options->firmware = NB_FIRMWARE_BIOS;
+    options->firmware_log = resolve(doc->dir, "firmware.log");
+    if (doc->boot_order)
+      options->boot_order = g_strsplit(doc->boot_order, ",", -1);
+    if (doc->cdrom && *doc->cdrom)
+      options->cdrom = resolve(doc->dir, doc->cdrom);
+  } else if (doc->kernel == NULL) {
     g_set_error(error, NB_MACHINE_DOC_ERROR, NB_MACHINE_DOC_ERROR_INVALID,
                 "Machine %s has no kernel to boot — set one with: nestboxctl set %s boot.kernel=PATH", doc->name,
                 doc->name);
     return false;
   }
-  options->kernel = resolve(doc->dir, doc->kernel);
+  options->kernel = doc->kernel && *doc->kernel ? resolve(doc->dir, doc->kernel) : NULL;
   options->initrd = doc->initrd ? resolve(doc->dir, doc->initrd) : NULL;
   options->append = g_strdup(doc->cmdline ? doc->cmdline : "");
   options->cpus = doc->cpus;

@@ -43,6 +43,9 @@ typedef struct {
   char *uuid;
   unsigned cpus;
   uint64_t memory;
+  bool firmware_bios;  /* [boot] firmware=bios: SeaBIOS boots the disks */
+  char *cdrom;         /* [boot] cdrom: an ISO in the CD-ROM drive */
+  char *boot_order;    /* [boot] order: e.g. "cdrom,disk" */
   char *kernel;
   char *initrd;
   char *cmdline;

@@ -1,4 +1,5 @@
 #include "machine/machine.h"
+#include "machine/machine-firmware.h"
 #include "block/block.h"
 #include "boot/acpi.h"
 #include "boot/linux-loader.h"
@@ -19,6 +20,7 @@
 #include "virtio/virtio-input.h"
 #include "virtio/virtio-net.h"
 #include "virtio/virtio-rng.h"
+#include "virtio/virtio-scsi.h"
 
 #include <gio/gio.h>
 #include <string.h>
@@ -48,6 +50,7 @@ struct NbMachine {
   NbVirtioConsole *virtio_console;
   GPtrArray *nats;            /* NbNat, one per --net (by NIC index), freed after its NIC */
   GPtrArray *virtio_nets;     /* NbVirtioNet */
+  NbVirtioScsi *virtio_scsi;  /* the CD-ROM drive */
   bool console_on_hvc;
   NbBochsDisplay *display;
   NbVirtioInput *keyboard;
@@ -55,6 +58,7 @@ struct NbMachine {
   int mouse_x, mouse_y;       /* last pointer position sent as PS/2 motion */
   bool mouse_known;
   NbLinuxBootInfo boot;
+  NbMachineFirmware *firmware;   /* firmware boot only */
 
   GMutex state_lock;
   GCond pause_cond;           /* vCPU threads park on it while paused (machine-control) */
@@ -75,6 +79,7 @@ nb_machine_exit_describe(NbMachineExit exit)
   case NB_MACHINE_EXIT_PANIC: return "the guest kernel panicked";
   case NB_MACHINE_EXIT_CRASH: return "the machine crashed";
   case NB_MACHINE_EXIT_STOPPED: return "the machine was stopped";
+  case NB_MACHINE_EXIT_NO_BOOT: return "the firmware found no bootable device";
   }
   return "unknown";
 }
@@ -154,6 +159,12 @@ static void
 on_reset(void *ctx)
 {
   nb_machine_stop(ctx, NB_MACHINE_EXIT_RESET, NULL);
+}
+
+static void
+on_no_boot(void *ctx, const char *message)
+{
+  nb_machine_stop(ctx, NB_MACHINE_EXIT_NO_BOOT, message);
 }
 
 static void
@@ -277,12 +288,30 @@ add_nic(NbMachine *m, const char *spec, unsigned index, GError **error)
   return nb_pci_bus_add(m->pci, nb_virtio_net_pci_device(net), error) && nb_nat_start(nat, error);
 }
 
+/* An ISO on a virtio-scsi CD-ROM: always raw and read-only. */
+static bool
+add_cdrom(NbMachine *m, const char *path, GError **error)
+{
+  NbBlockOpenOptions open_options = { .format = NB_BLOCK_FORMAT_RAW, .read_only = true };
+  NbBlock *block = nb_block_open(path, &open_options, error);
+  if (block == NULL) {
+    g_prefix_error(error, "CD-ROM: ");
+    return false;
+  }
+  g_ptr_array_add(m->blocks, block);
+  m->virtio_scsi = nb_virtio_scsi_new(m->mem, block, error);
+  return m->virtio_scsi && nb_pci_bus_add(m->pci, nb_virtio_scsi_pci_device(m->virtio_scsi), error);
+}
+
 static bool
 add_virtio_devices(NbMachine *m, const NbVmOptions *options, GError **error)
 {
   for (guint i = 0; i < options->disks->len; i++)
     if (!add_disk(m, &g_array_index(options->disks, NbDiskSpec, i), i, error))
       return false;
+
+  if (options->cdrom && !add_cdrom(m, options->cdrom, error))
+    return false;
 
   if (options->rng) {
     m->virtio_rng = nb_virtio_rng_new(m->mem, error);
@@ -396,6 +425,24 @@ load_linux(NbMachine *m, const NbVmOptions *options, GError **error)
   return nb_linux_load(m->mem, &boot, &m->boot, error);
 }
 
+static bool
+attach_firmware(NbMachine *m, const NbVmOptions *options, GError **error)
+{
+  NbAcpiConfig acpi;
+  nb_acpi_config_init(&acpi, m->n_cpus, pci_mmio64_base(m), 64 * NB_GiB);
+  g_autofree unsigned *slots = g_new0(unsigned, m->virtio_blks->len + 1);
+  for (guint i = 0; i < m->virtio_blks->len; i++)
+    slots[i] = nb_virtio_blk_pci_device(g_ptr_array_index(m->virtio_blks, i))->slot;
+  NbMachineFirmwareBoot boot = {
+    .order = (const char *const *)options->boot_order,
+    .disk_slots = slots,
+    .n_disks = m->virtio_blks->len,
+    .cdrom_slot = m->virtio_scsi ? (int)nb_virtio_scsi_pci_device(m->virtio_scsi)->slot : -1,
+  };
+  return nb_machine_firmware_attach(m->firmware, m->vm, m->n_cpus, &acpi, &boot, on_no_boot, m,
+                                    error);
+}
+
 NbMachine *
 nb_machine_new(const NbVmOptions *options, NbConsoleIo *console, GError **error)
 {
@@ -411,7 +458,11 @@ nb_machine_new(const NbVmOptions *options, NbConsoleIo *console, GError **error)
   m->virtio_nets = g_ptr_array_new();
 
   m->mem = nb_guest_memory_new(options->memory, error);
-  if (m->mem == NULL || !load_linux(m, options, error))
+  if (m->mem == NULL)
+    goto fail;
+  if (options->firmware == NB_FIRMWARE_BIOS)
+    m->firmware = nb_machine_firmware_new(options, m->mem, error);
+  if (options->firmware == NB_FIRMWARE_BIOS ? m->firmware == NULL : !load_linux(m, options, error))
     goto fail;
   m->vm = nb_vm_new(m->mem, error);
   if (m->vm == NULL)
@@ -425,9 +476,13 @@ nb_machine_new(const NbVmOptions *options, NbConsoleIo *console, GError **error)
     if (m->vcpus[i] == NULL)
       goto fail;
   }
-  if (!nb_vcpu_setup_linux64(m->vcpus[0], m->boot.entry, m->boot.boot_params, error) ||
+  /* Firmware starts where KVM leaves a new vCPU: reset state, real mode at
+   * F000:FFF0 for the BSP, the APs waiting for INIT/SIPI. */
+  if ((!m->firmware &&
+       !nb_vcpu_setup_linux64(m->vcpus[0], m->boot.entry, m->boot.boot_params, error)) ||
       !add_devices(m, error) || !add_virtio_devices(m, options, error) ||
-      (options->graphics && !add_graphics(m, error)))
+      (options->graphics && !add_graphics(m, error)) ||
+      (m->firmware && !attach_firmware(m, options, error)))
     goto fail;
   nb_console_io_set_input(m->console, on_console_input, m);
   return m;
@@ -449,6 +504,7 @@ nb_machine_free(NbMachine *m)
   for (guint i = 0; i < m->virtio_blks->len; i++)
     nb_virtio_blk_free(g_ptr_array_index(m->virtio_blks, i));
   g_ptr_array_free(m->virtio_blks, TRUE);
+  nb_virtio_scsi_free(m->virtio_scsi);   /* before the image it reads */
   for (guint i = 0; i < m->blocks->len; i++)
     nb_block_close(g_ptr_array_index(m->blocks, i));
   g_ptr_array_free(m->blocks, TRUE);
@@ -490,6 +546,7 @@ nb_machine_free(NbMachine *m)
   nb_i8042_free(m->i8042);
   nb_serial_free(m->serial);
   nb_vm_free(m->vm);
+  nb_machine_firmware_free(m->firmware);   /* after the VM that mapped it */
   nb_guest_memory_free(m->mem);
   g_free(m->exit_detail);
   g_cond_clear(&m->pause_cond);

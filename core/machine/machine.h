@@ -23,6 +23,7 @@ typedef enum {
   NB_MACHINE_EXIT_PANIC,     /* the guest kernel panicked (pvpanic) */
   NB_MACHINE_EXIT_CRASH,     /* KVM could not go on */
   NB_MACHINE_EXIT_STOPPED,   /* stopped from the host (signal, request) */
+  NB_MACHINE_EXIT_NO_BOOT,   /* the firmware found nothing to boot */
 } NbMachineExit;
 
 typedef struct NbMachine NbMachine;

@@ -1,4 +1,5 @@
 #include "machine/vm-options.h"
+#include "machine/machine-firmware.h"
 #include "base/size.h"
 #include "kvm/guest-memory.h"
 #include "kvm/vm.h"
@@ -242,6 +243,8 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
   g_autofree char *vnc = NULL;
   g_auto(GStrv) disks = NULL, nets = NULL, ports = NULL;
   gboolean no_reboot = FALSE, rng = FALSE;
+  g_autofree char *firmware = NULL, *firmware_file = NULL, *firmware_log = NULL, *boot = NULL;
+  g_autofree char *cdrom = NULL;
 
   GOptionEntry entries[] = {
     { "machine", 0, 0, G_OPTION_ARG_STRING, &machine, "Run the machine NAME made with nestboxctl create", "NAME" },
@@ -258,6 +261,11 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
     { "rng", 0, 0, G_OPTION_ARG_NONE, &rng, "Give the guest a virtio entropy source", NULL },
     { "console", 0, 0, G_OPTION_ARG_STRING, &console, "Guest console device: serial (default) or hvc", "DEVICE" },
     { "vnc", 0, 0, G_OPTION_ARG_STRING, &vnc, "Give the machine a screen, keyboard and tablet, served over VNC", "[HOST]:N[,password-file=PATH][,websocket=PORT][,keymap=us|de|fr]" },
+    { "firmware", 0, 0, G_OPTION_ARG_STRING, &firmware, "How the machine boots: direct (Linux direct boot, default) or bios (SeaBIOS)", "KIND" },
+    { "firmware-file", 0, 0, G_OPTION_ARG_FILENAME, &firmware_file, "BIOS image for --firmware bios (default " NB_FIRMWARE_BIOS_DEFAULT_FILE ")", "PATH" },
+    { "firmware-log", 0, 0, G_OPTION_ARG_FILENAME, &firmware_log, "Write the firmware's debug log to PATH", "PATH" },
+    { "boot", 0, 0, G_OPTION_ARG_STRING, &boot, "Boot order for --firmware bios, e.g. cdrom,disk", "ORDER" },
+    { "cdrom", 0, 0, G_OPTION_ARG_FILENAME, &cdrom, "ISO image in a CD-ROM drive (virtio-scsi)", "PATH" },
     G_OPTION_ENTRY_NULL,
   };
 
@@ -289,19 +297,31 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
 
   *options = (NbVmOptions){ .cpus = 1, .memory = NB_VM_DEFAULT_MEMORY, .serial = NB_SERIAL_STDIO };
 
+  /* Firmware options first, so their errors come before "no kernel"; they
+   * are parsed for keeps at the end, when nothing else can fail. */
+  NbVmOptions check = { .kernel = kernel };
+  bool firmware_ok = nb_vm_options_parse_firmware(&check, firmware, firmware_file, firmware_log,
+                                                  boot, error);
+  check.kernel = NULL;
+  nb_vm_options_clear(&check);
+  if (!firmware_ok)
+    return false;
+
   if (machine != NULL) {
     /* A machine's settings live in its document; mixing in command-line
      * settings would make what runs differ from what `nestboxctl info` shows. */
-    if (kernel || initrd || append || cpus || memory || disks || nets || ports || rng || console || vnc) {
+    if (kernel || initrd || append || cpus || memory || disks || nets || ports || rng || console ||
+        vnc || firmware || firmware_file || boot || cdrom) {
       g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
                   "--machine %s takes its settings from the machine's document: change them with "
                   "“nestboxctl set %s KEY=VALUE” (only --serial and --no-reboot go with --machine)",
                   machine, machine);
       return false;
     }
-  } else if (kernel == NULL) {
+  } else if (kernel == NULL && !(firmware && g_str_equal(firmware, "bios"))) {
     g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
-                "no kernel given: pass --kernel PATH with a Linux bzImage, or --machine NAME (see --help)");
+                "no kernel given: pass --kernel PATH with a Linux bzImage, --firmware bios to boot "
+                "from a disk, or --machine NAME (see --help)");
     return false;
   }
 
@@ -414,6 +434,11 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
     options->graphics = true;
   }
 
+  if (!nb_vm_options_parse_firmware(options, firmware, firmware_file, firmware_log, boot, error)) {
+    nb_vm_options_clear(options);
+    return false;
+  }
+  options->cdrom = g_steal_pointer(&cdrom);
   options->machine = g_steal_pointer(&machine);
   options->kernel = g_steal_pointer(&kernel);
   options->initrd = g_steal_pointer(&initrd);
@@ -436,4 +461,8 @@ nb_vm_options_clear(NbVmOptions *options)
   g_clear_pointer(&options->nets, g_strfreev);
   g_clear_pointer(&options->console_ports, g_array_unref);
   g_clear_pointer(&options->vnc, nb_vnc_spec_free);
+  g_clear_pointer(&options->firmware_file, g_free);
+  g_clear_pointer(&options->firmware_log, g_free);
+  g_clear_pointer(&options->boot_order, g_strfreev);
+  g_clear_pointer(&options->cdrom, g_free);
 }

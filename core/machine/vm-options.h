@@ -45,6 +45,12 @@ typedef struct {
 
 #define NB_VNC_MAX_DISPLAY 99
 #define NB_VNC_BASE_PORT   5900
+typedef enum {
+  NB_FIRMWARE_DIRECT,    /* Linux direct boot (default) */
+  NB_FIRMWARE_BIOS,      /* SeaBIOS from the seabios package */
+} NbFirmwareKind;
+
+#define NB_FIRMWARE_BIOS_DEFAULT_FILE "/usr/share/seabios/bios-256k.bin"
 
 typedef struct {
   char *kernel;
@@ -64,6 +70,11 @@ typedef struct {
   bool serial_given;     /* --serial was on the command line */
   NbVncSpec *vnc;        /* --vnc; NULL: no VNC server */
   bool graphics;         /* the machine has a display, keyboard and tablet */
+  NbFirmwareKind firmware;  /* --firmware direct|bios */
+  char *firmware_file;   /* --firmware-file PATH; NULL: the packaged SeaBIOS */
+  char *firmware_log;    /* --firmware-log PATH: the firmware's debug log */
+  char **boot_order;     /* --boot cdrom,disk: NULL: CD-ROM, then disks */
+  char *cdrom;           /* --cdrom PATH: an ISO on a virtio-scsi CD-ROM drive */
 } NbVmOptions;
 
 /* Parses argv (argv[0] is the program). On error, sets a message that names

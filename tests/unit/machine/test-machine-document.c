@@ -39,6 +39,36 @@ static void test_parse_good(void)
   g_assert_cmpstr(again->uuid, ==, doc->uuid);
 }
 
+/* [boot] firmware=bios: no kernel needed, the firmware log in the folder. */
+static void test_firmware_bios(void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NbMachineDocument) doc = nb_machine_document_parse(
+    "/m/inst", "m.ini", "[machine]\nname=inst\n[boot]\nfirmware=bios\ncdrom=debian.iso\norder=cdrom,disk\n[disk:0]\npath=os.qcow2\n", &error);
+  g_assert_no_error(error);
+  g_assert_true(doc->firmware_bios);
+  NbVmOptions o;
+  g_assert_true(nb_machine_document_to_vm_options(doc, &o, &error));
+  g_assert_cmpint(o.firmware, ==, NB_FIRMWARE_BIOS);
+  g_assert_null(o.kernel);
+  g_assert_cmpstr(o.firmware_log, ==, "/m/inst/firmware.log");
+  g_assert_cmpstr(o.cdrom, ==, "/m/inst/debian.iso");
+  g_assert_cmpuint(g_strv_length(o.boot_order), ==, 2);
+  g_assert_cmpstr(o.boot_order[0], ==, "cdrom");
+  nb_vm_options_clear(&o);
+  g_autofree char *data = nb_machine_document_to_data(doc);
+  g_assert_nonnull(strstr(data, "firmware=bios"));
+  g_assert_nonnull(strstr(data, "order=cdrom,disk"));
+
+  /* A kernel with firmware boot goes through fw_cfg. */
+  g_autoptr(NbMachineDocument) both = nb_machine_document_parse(
+    "/m/b", "m.ini", "[machine]\nname=b\n[boot]\nfirmware=bios\nkernel=vmlinuz\n", &error);
+  g_assert_no_error(error);
+  g_assert_true(nb_machine_document_to_vm_options(both, &o, &error));
+  g_assert_cmpstr(o.kernel, ==, "/m/b/vmlinuz");
+  nb_vm_options_clear(&o);
+}
+
 typedef struct {
   const char *text;
   const char *expect; /* substring of the message */
@@ -54,6 +84,7 @@ static void test_parse_bad(void)
     { "[machine]\nname=a\n[memory]\nsize=65M\n", "multiple of 2M" },
     { "[machine]\nname=a\n[memory]\nsize=lots\n", "m.ini:4: [memory] size" },
     { "[machine]\nname=a\n[boot]\nfirmware=uefi\n", "m.ini:4: [boot] firmware: 'uefi' is not supported yet" },
+    { "[machine]\nname=a\n[boot]\norder=cdrom,net\n", "m.ini:4: [boot] order: 'net' is not a boot device" },
     { "[machine]\nname=a\n[disk:0]\nformat=raw\n", "m.ini:3: [disk:0] path: missing" },
     { "[machine]\nname=a\n[disk:0]\npath=x\nformat=vhd\n", "m.ini:5: [disk:0] format" },
     { "[machine]\nname=a\n[disk:0]\npath=x\nreadonly=maybe\n", "m.ini:5: [disk:0] readonly" },
@@ -210,6 +241,7 @@ int main(int argc, char **argv)
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/machine-document/parse-good", test_parse_good);
   g_test_add_func("/machine-document/parse-bad", test_parse_bad);
+  g_test_add_func("/machine-document/firmware-bios", test_firmware_bios);
   g_test_add_func("/machine-document/set", test_set);
   g_test_add_func("/machine-document/display-vnc", test_display_vnc);
   g_test_add_func("/machine-document/atomic-write", test_atomic_write);

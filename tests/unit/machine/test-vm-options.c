@@ -44,6 +44,45 @@ test_full(void)
 }
 
 static void
+test_firmware(void)
+{
+  NbVmOptions o;
+  g_autoptr(GError) error = NULL;
+  /* Firmware boot needs no kernel; direct boot stays the default. */
+  g_assert_true(parse(&o, &error, "--firmware", "bios", "--disk", "a.img", "--boot", "disk,disk",
+                      "--firmware-log", "/tmp/fw.log", NULL));
+  g_assert_no_error(error);
+  g_assert_cmpint(o.firmware, ==, NB_FIRMWARE_BIOS);
+  g_assert_null(o.kernel);
+  g_assert_null(o.firmware_file);
+  g_assert_cmpstr(o.firmware_log, ==, "/tmp/fw.log");
+  g_assert_cmpuint(g_strv_length(o.boot_order), ==, 2);
+  nb_vm_options_clear(&o);
+  g_assert_true(parse(&o, &error, "--firmware", "bios", "--firmware-file", "/x/bios.bin", NULL));
+  g_assert_cmpstr(o.firmware_file, ==, "/x/bios.bin");
+  nb_vm_options_clear(&o);
+  g_assert_true(parse(&o, &error, "--kernel", "/k", NULL));
+  g_assert_cmpint(o.firmware, ==, NB_FIRMWARE_DIRECT);
+  nb_vm_options_clear(&o);
+
+  static const struct { const char *args[5]; const char *expect; } bad[] = {
+    { { "--firmware", "uefi", NULL }, "--firmware uefi is not understood" },
+    { { "--firmware", "bios", "--boot", "floppy", NULL }, "“floppy” is not a boot device" },
+    { { "--kernel", "/k", "--boot", "disk", NULL }, "--boot only applies to firmware boot" },
+    { { "--kernel", "/k", "--firmware-file", "/b", NULL }, "--firmware-file only applies" },
+    { { "--firmware", "direct", NULL }, "no kernel given" },
+  };
+  for (unsigned i = 0; i < G_N_ELEMENTS(bad); i++) {
+    g_autoptr(GError) e = NULL;
+    const char *const *a = bad[i].args;
+    g_assert_false(parse(&o, &e, a[0], a[1], a[2], a[3], a[4]));
+    g_assert_error(e, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID);
+    if (!strstr(e->message, bad[i].expect))
+      g_error("case %u: “%s” does not say “%s”", i, e->message, bad[i].expect);
+  }
+}
+
+static void
 test_defaults(void)
 {
   NbVmOptions o;
@@ -181,6 +220,7 @@ main(int argc, char **argv)
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/vm-options/vnc", test_vnc);
   g_test_add_func("/vm-options/full", test_full);
+  g_test_add_func("/vm-options/firmware", test_firmware);
   g_test_add_func("/vm-options/defaults", test_defaults);
   g_test_add_func("/vm-options/errors", test_errors);
   g_test_add_func("/vm-options/disk-specs", test_disk_specs);
