@@ -406,7 +406,10 @@ feeder_main(gpointer data)
   uint8_t chunk[97];
   gsize sent = 0;
   while (sent < fd->total) {
-    gsize n = MIN(MIN(sizeof chunk, fd->total - sent), nb_serial_receive_room(fd->uart));
+    /* Read once: MIN() evaluates its arguments twice, and the room grows
+     * while the reader drains, which overran chunk under load. */
+    gsize room = nb_serial_receive_room(fd->uart);
+    gsize n = MIN(MIN(sizeof chunk, fd->total - sent), room);
     if (n == 0) {
       g_usleep(100);
       continue;
