@@ -34,9 +34,15 @@
 #define MAX_INFLIGHT (4u << 20)
 #define DISCARD_SIZE 65536
 #define BATCH 32
-#define DISCARD_BATCH (64u * 1024)
+#define DISCARD_BATCH (512u * 1024)
 #define BATCH_SEG_MAX 9000
 #define BATCH_STRIDE (TCP_DATA_OFF + BATCH_SEG_MAX + 64)
+/* Large segments (MTU 65520, or TSO) are read a few at a time too: each
+ * ACK of a guest opens its window by one or two 64 KiB segments, and one
+ * peek for all of them halves the system calls per byte. */
+#define BIG_BATCH 4
+#define BIG_SEG_MAX 65535
+#define BIG_STRIDE (TCP_DATA_OFF + BIG_SEG_MAX + 64)
 /* Guest data the host socket had no room for, accepted anyway so the guest
  * does not have to send it again: bounded per flow and in all. */
 #define PEND_MAX (2u * 1024 * 1024)
@@ -92,6 +98,7 @@ struct NatTcp {
   GPtrArray *pending; /* flows with an ACK to send at the end of the burst */
   uint8_t *discard;   /* sink for peeks without SO_PEEK_OFF */
   uint8_t *batch;     /* BATCH frames of up to BATCH_SEG_MAX bytes of data */
+  uint8_t *big;       /* BIG_BATCH frames of up to BIG_SEG_MAX bytes of data */
 };
 
 static guint
@@ -166,6 +173,8 @@ nat_tcp_free(NbNat *nat, NatTcp *tcp)
   g_free(tcp->discard);
   if (tcp->batch)
     g_free(tcp->batch - NAT_TX_HEADROOM);
+  if (tcp->big)
+    g_free(tcp->big - NAT_TX_HEADROOM);
   g_free(tcp);
 }
 
@@ -366,8 +375,14 @@ tcp_host_read(NbNat *nat, TcpFlow *f)
       slots = tcp->batch;
       stride = BATCH_STRIDE;
       nseg = MIN((size_t)BATCH, (avail + seg - 1) / seg);
+    } else if (seg <= BIG_SEG_MAX) {
+      if (!tcp->big)
+        tcp->big = (uint8_t *)g_malloc(NAT_TX_HEADROOM + BIG_BATCH * BIG_STRIDE) + NAT_TX_HEADROOM;
+      slots = tcp->big;
+      stride = BIG_STRIDE;
+      nseg = MIN((size_t)BIG_BATCH, (avail + seg - 1) / seg);
     }
-    struct iovec iov[MAX_INFLIGHT / DISCARD_SIZE + 8 + BATCH];
+    struct iovec iov[MAX_INFLIGHT / DISCARD_SIZE + 8 + MAX(BATCH, BIG_BATCH)];
     int n = 0;
     size_t skip_total = inflight + f->acked_unread;
     if (!f->peek_off) {

@@ -7,6 +7,7 @@
 # the CPU the engine process used per Gbit/s.
 #
 # Usage (as root): tests/bench/net/bench-nat.sh BUILD_DIR [RUNS] [SECONDS]
+# MTUS="65520" DIRS="down" limit a run to some rows (default: all).
 set -u
 build=${1:?usage: bench-nat.sh BUILD_DIR [RUNS] [SECONDS]}
 runs=${2:-3}
@@ -81,10 +82,10 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # run by run, so a busy moment hurts each of them alike.
 declare -A rates ticks result cpu
 engines=(slirp4netns nestbox nestbox-offload)
-for mtu in 1500 65520; do
+for mtu in ${MTUS:-1500 65520}; do
   for engine in "${engines[@]}"; do start $engine $mtu; done
   for _ in $(seq $runs); do
-    for dir in up down; do
+    for dir in ${DIRS:-up down}; do
       for engine in "${engines[@]}"; do
         read -r g t < <(run $engine $dir)
         rates[$engine,$mtu,$dir]+="$g "
@@ -94,7 +95,7 @@ for mtu in 1500 65520; do
   done
   for engine in "${engines[@]}"; do
     stop $engine
-    for dir in up down; do
+    for dir in ${DIRS:-up down}; do
       r=${rates[$engine,$mtu,$dir]}
       result[$engine,$mtu,$dir]=$(printf '%s\n' $r | median)
       # CPU of the engine process, in cores, per Gbit/s of the runs' mean rate.
@@ -106,8 +107,8 @@ done
 
 echo "| MTU | direction | slirp4netns Gbit/s | Nestbox Gbit/s | ratio | Nestbox + csum offload Gbit/s | ratio | CPU cores per Gbit/s (slirp / Nestbox / offload) |"
 echo "|---|---|---|---|---|---|---|---|"
-for mtu in 1500 65520; do
-  for dir in up down; do
+for mtu in ${MTUS:-1500 65520}; do
+  for dir in ${DIRS:-up down}; do
     s=${result[slirp4netns,$mtu,$dir]}
     n=${result[nestbox,$mtu,$dir]}
     o=${result[nestbox-offload,$mtu,$dir]}
