@@ -333,6 +333,12 @@ nb_machine_pointer_event(NbMachine *m, unsigned x, unsigned y, unsigned buttons,
   nb_i8042_mouse_event(m->i8042, dx, dy, wheel, buttons & 7);
 }
 
+bool
+nb_machine_press_power_button(NbMachine *m)
+{
+  return nb_acpi_pm_press_power_button(m->acpi_pm);
+}
+
 /* Before KVM is touched, so that a wrong kernel or initrd is reported as
  * such even on a host without KVM. */
 static bool

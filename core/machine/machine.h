@@ -49,3 +49,8 @@ NbFramebuffer *nb_machine_framebuffer(NbMachine *machine);
 void nb_machine_key_event(NbMachine *machine, unsigned keycode, bool pressed);
 void nb_machine_pointer_event(NbMachine *machine, unsigned x, unsigned y, unsigned buttons,
                               int wheel);
+
+/* Presses the guest's ACPI power button (a request to shut down, which the
+ * guest may take its time over or ignore). Returns false when the guest is
+ * not listening for it (no ACPI-aware OS running yet). Thread safe. */
+bool nb_machine_press_power_button(NbMachine *machine);

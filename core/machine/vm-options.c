@@ -240,6 +240,7 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
   g_autofree char *kernel = NULL, *initrd = NULL, *append = NULL;
   g_autofree char *cpus = NULL, *memory = NULL, *serial = NULL, *console = NULL, *machine = NULL;
   g_autofree char *vnc = NULL;
+  g_autofree char *display = NULL;
   g_auto(GStrv) disks = NULL, nets = NULL, ports = NULL;
   gboolean no_reboot = FALSE, rng = FALSE;
 
@@ -258,6 +259,7 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
     { "rng", 0, 0, G_OPTION_ARG_NONE, &rng, "Give the guest a virtio entropy source", NULL },
     { "console", 0, 0, G_OPTION_ARG_STRING, &console, "Guest console device: serial (default) or hvc", "DEVICE" },
     { "vnc", 0, 0, G_OPTION_ARG_STRING, &vnc, "Give the machine a screen, keyboard and tablet, served over VNC", "[HOST]:N[,password-file=PATH][,websocket=PORT][,keymap=us|de|fr]" },
+    { "display", 0, 0, G_OPTION_ARG_STRING, &display, "Show the machine's screen in a local window (sdl) or not at all (none, the default); goes with --vnc", "sdl|none" },
     G_OPTION_ENTRY_NULL,
   };
 
@@ -292,7 +294,7 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
   if (machine != NULL) {
     /* A machine's settings live in its document; mixing in command-line
      * settings would make what runs differ from what `nestboxctl info` shows. */
-    if (kernel || initrd || append || cpus || memory || disks || nets || ports || rng || console || vnc) {
+    if (kernel || initrd || append || cpus || memory || disks || nets || ports || rng || console || vnc || display) {
       g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
                   "--machine %s takes its settings from the machine's document: change them with "
                   "“nestboxctl set %s KEY=VALUE” (only --serial and --no-reboot go with --machine)",
@@ -412,6 +414,18 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
       return false;
     }
     options->graphics = true;
+  }
+
+  if (display != NULL) {
+    if (!g_str_equal(display, "sdl") && !g_str_equal(display, "none")) {
+      g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
+                  "--display %s: expected sdl (a local window) or none; for remote access use --vnc",
+                  display);
+      nb_vm_options_clear(options);
+      return false;
+    }
+    options->display_sdl = g_str_equal(display, "sdl");
+    options->graphics = options->graphics || options->display_sdl;
   }
 
   options->machine = g_steal_pointer(&machine);

@@ -64,6 +64,7 @@ typedef struct {
   bool serial_given;     /* --serial was on the command line */
   NbVncSpec *vnc;        /* --vnc; NULL: no VNC server */
   bool graphics;         /* the machine has a display, keyboard and tablet */
+  bool display_sdl;      /* --display sdl: a local SDL window shows the screen */
 } NbVmOptions;
 
 /* Parses argv (argv[0] is the program). On error, sets a message that names
