@@ -68,7 +68,7 @@ static void
 update_title(NbSdlWindow *s)
 {
   g_free(s->title);
-  s->title = g_strdup_printf("%s — %s — %s", s->name, s->state,
+  s->title = g_strdup_printf("%s - %s - %s", s->name, s->state,
                              s->grabbed ? "press Ctrl+Alt+G to release the keyboard"
                                         : "click to capture the keyboard");
   SDL_SetWindowTitle(s->window, s->title);
