@@ -154,7 +154,7 @@ else
   fail "keys: $(grep ^KEY "$work/window.log" | tr '\n' ' ')"
 fi
 
-xdotool key ctrl+alt+g ctrl+alt+f
+xdotool key ctrl+alt+g ctrl+alt+f ctrl+alt+f
 if wait_for 5 title_has "click to capture the keyboard" && ! grep -qE "^KEY (33|34) " "$work/window.log"; then
   ok "Ctrl+Alt+G released the keyboard; it and Ctrl+Alt+F were not sent on"
 else
