@@ -162,6 +162,7 @@ else
 fi
 
 # --- letterbox: 800x300 shows the picture 400x300 in the middle -------------------
+sleep 1
 xdotool windowsize "$win" 800 300
 wait_for 10 geometry_is 800 300 || fail "the window did not become 800x300"
 geometry
