@@ -397,6 +397,17 @@ nb_sdl_window_new(const char *name, GError **error)
                 SDL_GetError());
     return NULL;
   }
+  /* With no desktop to show on, SDL falls back to drivers that draw
+   * nowhere; a window nobody sees is an error unless asked for by name. */
+  const char *driver = SDL_GetCurrentVideoDriver();
+  if (driver && (g_str_equal(driver, "offscreen") || g_str_equal(driver, "dummy") ||
+                 g_str_equal(driver, "evdev")) && g_getenv("SDL_VIDEODRIVER") == NULL) {
+    g_set_error(error, NB_SDL_ERROR, NB_SDL_ERROR_FAILED,
+                "--display sdl: there is no desktop to open a window on (DISPLAY and "
+                "WAYLAND_DISPLAY are not set) — run it in a desktop session, or use --vnc");
+    SDL_QuitSubSystem(SDL_INIT_VIDEO);
+    return NULL;
+  }
   NbSdlWindow *s = g_new0(NbSdlWindow, 1);
   s->name = g_strdup(name);
   s->state = g_strdup("starting");
