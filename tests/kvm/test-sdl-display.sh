@@ -66,7 +66,8 @@ width=${size%x*} height=${size#*x}
 
 win=
 for _ in $(seq 60); do
-  win=$(xdotool search --name "^Nestbox machine" 2>/dev/null | head -1)
+  win=$(xdotool search --class "^nestbox-vm$" 2>/dev/null | head -1)
+  # By class: with a locale set, the title is not the STRING xdotool --name reads.
   [ -n "$win" ] && break
   sleep 0.5
 done
