@@ -100,9 +100,9 @@ logged() {
 window_pid=$!
 pids+=($window_pid)
 wait_for 20 logged SHOWING || die "the window program did not start"
-wait_for 20 bash -c '[ -n "$(xdotool search --name "^sdl-test" 2>/dev/null)" ]' ||
+wait_for 20 bash -c '[ -n "$(xdotool search --class "^sdl-test-window$" 2>/dev/null)" ]' ||
   die "no window appeared"
-win=$(xdotool search --name "^sdl-test" | head -1)
+win=$(xdotool search --class "^sdl-test-window$" | head -1)
 
 # --- the picture: the framebuffer's size, its pixels exactly --------------------
 if wait_for 10 geometry_is 640 480; then
