@@ -109,13 +109,6 @@ for _ in $(seq 20); do
 done
 if [ $shown = 1 ]; then
   nb_pass "the SDL window shows the guest's $size picture pixel for pixel"
-elif [ -z "${NB_SDL_STRICT_PIXELS:-}" ] && [ -s "$NB_WORK/window.rgb" ] &&
-     ! tr -d '\000' < "$NB_WORK/window.rgb" | head -c 1 | grep -q .; then
-  # The guest's picture reaches no consumer yet (VNC shows black too): a bug in
-  # the bochs display being fixed on its own branch. Until then this is said,
-  # not failed; NB_SDL_STRICT_PIXELS=1 makes it a failure.
-  NB_CHECKS=$((NB_CHECKS - 1))
-  echo "PENDING: the SDL window is all black, as VNC is for this guest (bochs display bug); pixel check waits on that fix"
 else
   nb_fail "SDL window picture: $(cat "$NB_WORK/compare.log" "$NB_WORK/shot.log" | head -5)"
 fi
