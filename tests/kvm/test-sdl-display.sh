@@ -35,7 +35,8 @@ cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
 }
 trap cleanup EXIT
-Xvfb -displayfd 3 -screen 0 1280x1024x24 -nolisten tcp -br -noreset \
+# Large enough that a 1024x768 window, placed where its first 640x480 one was centred, fits.
+Xvfb -displayfd 3 -screen 0 1920x1440x24 -nolisten tcp -br -noreset \
   3>"$NB_WORK/displayfd" >"$NB_WORK/xvfb.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 80); do [ -s "$NB_WORK/displayfd" ] && break; sleep 0.25; done
