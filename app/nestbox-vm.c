@@ -5,6 +5,7 @@
 #include "machine/machine.h"
 #include "machine/machine-registry.h"
 #include "machine/vm-options.h"
+#include "sdl-window.h"
 #include "vnc-server.h"
 
 #include <glib-unix.h>
@@ -35,6 +36,31 @@ vnc_pointer(void *ctx, unsigned x, unsigned y, unsigned buttons, int wheel)
 
 static const NbVncInput vnc_input = { vnc_key, vnc_pointer };
 static bool stop_requested;
+
+/* Closing the window is a request to the guest, as a power button is (and
+ * as VirtualBox's close dialog suggests by default): the guest shuts down
+ * cleanly and nestbox-vm exits. A second close powers off at once, for a
+ * guest that does not listen or takes too long. */
+static NbSdlWindow *sdl_window;
+static bool close_requested;
+
+static void
+sdl_close(void *ctx)
+{
+  NbMachine *machine = ctx;
+  if (close_requested) {
+    nb_machine_stop(machine, NB_MACHINE_EXIT_STOPPED, "powered off: its window was closed again");
+    return;
+  }
+  close_requested = true;
+  if (nb_machine_press_power_button(machine))
+    nb_sdl_window_set_state(sdl_window, "shutting down (close again to power off now)");
+  else
+    nb_sdl_window_set_state(sdl_window,
+                            "the guest ignores the power button (close again to power off now)");
+}
+
+static const NbSdlInput sdl_input = { vnc_key, vnc_pointer, sdl_close };
 
 static gboolean
 on_stop_signal(gpointer data)
@@ -105,6 +131,21 @@ main(int argc, char **argv)
     }
   }
 
+  /* The window too, on this (the main) thread, where the machine's main
+   * loop runs and pumps its events. */
+  if (options.display_sdl) {
+    sdl_window = nb_sdl_window_new(options.machine ? options.machine : "Nestbox machine", &error);
+    if (sdl_window == NULL) {
+      fprintf(stderr, "nestbox-vm: %s\n", error->message);
+      nb_vnc_server_free(vnc);
+      nb_console_io_free(console);
+      nb_vm_options_clear(&options);
+      if (machine_lock >= 0)
+        nb_machine_lock_release(machine_lock);
+      return EXIT_USAGE;
+    }
+  }
+
   int status = EXIT_GUEST_POWEROFF;
   for (;;) {
     NbMachine *machine = nb_machine_new(&options, console, &error);
@@ -118,6 +159,11 @@ main(int argc, char **argv)
     current_machine = machine;
     if (vnc && nb_machine_framebuffer(machine))
       nb_vnc_server_attach(vnc, nb_machine_framebuffer(machine), &vnc_input, machine);
+    if (sdl_window && nb_machine_framebuffer(machine)) {
+      close_requested = false;
+      nb_sdl_window_attach(sdl_window, nb_machine_framebuffer(machine), &sdl_input, machine);
+      nb_sdl_window_set_state(sdl_window, "running");
+    }
     if (stop_requested)
       nb_machine_stop(machine, NB_MACHINE_EXIT_STOPPED, "stopped before it started");
     g_autofree char *detail = NULL;
@@ -127,6 +173,10 @@ main(int argc, char **argv)
     current_machine = NULL;
     if (vnc)
       nb_vnc_server_detach(vnc);
+    if (sdl_window) {
+      nb_sdl_window_detach(sdl_window);
+      nb_sdl_window_set_state(sdl_window, nb_machine_exit_describe(exit));
+    }
     nb_machine_free(machine);
     bool restarting = exit == NB_MACHINE_EXIT_RESET && !options.no_reboot && !stop_requested;
     if (control)
@@ -160,6 +210,7 @@ main(int argc, char **argv)
     break;
   }
 
+  nb_sdl_window_free(sdl_window);
   nb_vnc_server_free(vnc);
   nb_machine_control_free(control);
   nb_console_io_free(console);

@@ -316,10 +316,14 @@ NbMachineDocument *nb_machine_document_parse(const char *dir, const char *file_p
   doc->cmdline = get_str(kf, "boot", "cmdline");
 
   g_autofree char *display = get_str(kf, "display", "type");
-  if (display && !g_str_equal(display, "none") && !g_str_equal(display, "vnc")) {
-    fail(&c, "display", "type", error, "'%s' is not a display type; expected none or vnc", display);
+  if (display && !g_str_equal(display, "none") && !g_str_equal(display, "vnc") &&
+      !g_str_equal(display, "sdl")) {
+    fail(&c, "display", "type", error, "'%s' is not a display type; expected none, vnc or sdl",
+         display);
     return NULL;
   }
+  if (display && g_str_equal(display, "sdl"))
+    doc->display_type = g_strdup(display);
   if (display && g_str_equal(display, "vnc")) {
     doc->display_type = g_strdup(display);
     doc->display_listen = get_str(kf, "display", "listen");
@@ -553,5 +557,8 @@ bool nb_machine_document_to_vm_options(const NbMachineDocument *doc, NbVmOptions
     options->vnc->keymap = g_strdup(doc->display_keymap);
     options->graphics = true;
   }
+  /* A local window on the desktop of whoever runs the machine. */
+  if (doc->display_type && g_str_equal(doc->display_type, "sdl"))
+    options->display_sdl = options->graphics = true;
   return true;
 }

@@ -241,6 +241,7 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
   g_autofree char *kernel = NULL, *initrd = NULL, *append = NULL;
   g_autofree char *cpus = NULL, *memory = NULL, *serial = NULL, *console = NULL, *machine = NULL;
   g_autofree char *vnc = NULL;
+  g_autofree char *display = NULL;
   g_auto(GStrv) disks = NULL, nets = NULL, ports = NULL;
   gboolean no_reboot = FALSE, rng = FALSE;
   g_autofree char *firmware = NULL, *firmware_file = NULL, *firmware_log = NULL, *boot = NULL;
@@ -266,6 +267,7 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
     { "firmware-log", 0, 0, G_OPTION_ARG_FILENAME, &firmware_log, "Write the firmware's debug log to PATH", "PATH" },
     { "boot", 0, 0, G_OPTION_ARG_STRING, &boot, "Boot order for --firmware bios, e.g. cdrom,disk", "ORDER" },
     { "cdrom", 0, 0, G_OPTION_ARG_FILENAME, &cdrom, "ISO image in a CD-ROM drive (virtio-scsi)", "PATH" },
+    { "display", 0, 0, G_OPTION_ARG_STRING, &display, "Show the machine's screen in a local window (sdl) or not at all (none, the default); goes with --vnc", "sdl|none" },
     G_OPTION_ENTRY_NULL,
   };
 
@@ -311,7 +313,7 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
     /* A machine's settings live in its document; mixing in command-line
      * settings would make what runs differ from what `nestboxctl info` shows. */
     if (kernel || initrd || append || cpus || memory || disks || nets || ports || rng || console ||
-        vnc || firmware || firmware_file || boot || cdrom) {
+        vnc || display || firmware || firmware_file || boot || cdrom) {
       g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
                   "--machine %s takes its settings from the machine's document: change them with "
                   "“nestboxctl set %s KEY=VALUE” (only --serial and --no-reboot go with --machine)",
@@ -439,6 +441,19 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
     return false;
   }
   options->cdrom = g_steal_pointer(&cdrom);
+
+  if (display != NULL) {
+    if (!g_str_equal(display, "sdl") && !g_str_equal(display, "none")) {
+      g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
+                  "--display %s: expected sdl (a local window) or none; for remote access use --vnc",
+                  display);
+      nb_vm_options_clear(options);
+      return false;
+    }
+    options->display_sdl = g_str_equal(display, "sdl");
+    options->graphics = options->graphics || options->display_sdl;
+  }
+
   options->machine = g_steal_pointer(&machine);
   options->kernel = g_steal_pointer(&kernel);
   options->initrd = g_steal_pointer(&initrd);

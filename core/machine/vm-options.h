@@ -75,6 +75,7 @@ typedef struct {
   char *firmware_log;    /* --firmware-log PATH: the firmware's debug log */
   char **boot_order;     /* --boot cdrom,disk: NULL: CD-ROM, then disks */
   char *cdrom;           /* --cdrom PATH: an ISO on a virtio-scsi CD-ROM drive */
+  bool display_sdl;      /* --display sdl: a local SDL window shows the screen */
 } NbVmOptions;
 
 /* Parses argv (argv[0] is the program). On error, sets a message that names

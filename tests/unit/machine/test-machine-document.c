@@ -135,6 +135,22 @@ static void test_display_vnc(void)
   g_assert_nonnull(strstr(text, "keymap=fr"));
 }
 
+static void test_display_sdl(void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NbMachineDocument) doc = nb_machine_document_parse("/m/desk", "desk.ini",
+      "[machine]\nname=desk\n[boot]\nkernel=vmlinuz\n[display]\ntype=sdl\n", &error);
+  g_assert_no_error(error);
+  NbVmOptions o = { 0 };
+  g_assert_true(nb_machine_document_to_vm_options(doc, &o, &error));
+  g_assert_true(o.graphics);
+  g_assert_true(o.display_sdl);
+  g_assert_null(o.vnc);
+  nb_vm_options_clear(&o);
+  g_autofree char *text = nb_machine_document_to_data(doc);
+  g_assert_nonnull(strstr(text, "type=sdl"));
+}
+
 static void test_set(void)
 {
   g_autoptr(GError) error = NULL;
@@ -244,6 +260,7 @@ int main(int argc, char **argv)
   g_test_add_func("/machine-document/firmware-bios", test_firmware_bios);
   g_test_add_func("/machine-document/set", test_set);
   g_test_add_func("/machine-document/display-vnc", test_display_vnc);
+  g_test_add_func("/machine-document/display-sdl", test_display_sdl);
   g_test_add_func("/machine-document/atomic-write", test_atomic_write);
   g_test_add_func("/machine-document/names", test_names);
   g_test_add_func("/machine-document/registry", test_registry);

@@ -214,11 +214,33 @@ test_vnc(void)
   }
 }
 
+static void
+test_display(void)
+{
+  g_autoptr(GError) error = NULL;
+  NbVmOptions o;
+  g_assert_true(parse(&o, &error, "--kernel", "/k", "--display", "sdl", "--vnc", ":2", NULL));
+  g_assert_no_error(error);
+  g_assert_true(o.display_sdl && o.graphics);
+  g_assert_nonnull(o.vnc);
+  nb_vm_options_clear(&o);
+  g_assert_true(parse(&o, &error, "--kernel", "/k", "--display", "none", NULL));
+  g_assert_false(o.display_sdl || o.graphics);
+  nb_vm_options_clear(&o);
+  g_assert_false(parse(&o, &error, "--kernel", "/k", "--display", "gtk", NULL));
+  g_assert_nonnull(strstr(error->message, "--display gtk"));
+  g_clear_error(&error);
+  /* A machine's display is in its document. */
+  g_assert_false(parse(&o, &error, "--machine", "web", "--display", "sdl", NULL));
+  g_assert_nonnull(strstr(error->message, "nestboxctl set"));
+}
+
 int
 main(int argc, char **argv)
 {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/vm-options/vnc", test_vnc);
+  g_test_add_func("/vm-options/display", test_display);
   g_test_add_func("/vm-options/full", test_full);
   g_test_add_func("/vm-options/firmware", test_firmware);
   g_test_add_func("/vm-options/defaults", test_defaults);
