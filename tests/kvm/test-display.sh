@@ -25,6 +25,9 @@ done
 echo 0 > /sys/class/graphics/fbcon/cursor_blink 2>/dev/null
 dmesg | grep -i -E "bochs|\[drm\]" | head -n 12 | sed 's/^/GUEST-DMESG /'
 /test/guest-display pattern || exit 1
+sleep 1
+dmesg | grep -i -E "blit|warn|drm|bochs" | tail -n 6 | sed 's/^/GUEST-DMESG-AFTER /'
+echo "PCI-CONFIG $(od -An -tx1 -N24 /sys/class/graphics/fb0/device/config | tr -s '\n ' ' ')"
 /test/guest-display events 400
 GUEST
 "$NB_IMAGES_DIR/make-test-initrd.sh" "$NESTBOX_GUEST_DIR/guest.cpio.gz" "$NB_WORK/display.sh" \
@@ -60,8 +63,17 @@ if "$NESTBOX_VNC_CLIENT" "127.0.0.1:$port" --password-file "$NB_WORK/password" -
   nb_pass "a VNC client sees the guest's $size picture pixel for pixel"
 else
   nb_fail "VNC picture: $(cat "$NB_WORK/client.log")"
-  grep -a "GUEST-DMESG" "$NB_LOG" | sed 's/^/    | /'
-  grep -a -E "bochs|framebuffer|memory slot" "$NB_WORK/display.stderr" | head -n 30 | sed 's/^/    | /'
+  grep -a -E "GUEST-DMESG|^PCI-CONFIG" "$NB_LOG" | sed 's/^/    | /'
+  # What the host's video memory holds, read through the VM's memfd.
+  for pid in $(pgrep -P $vm) $vm; do
+    for fd in /proc/$pid/fd/*; do
+      case $(readlink "$fd") in
+      *nestbox-vram*) echo "    | host memfd: $(od -An -tx4 -N16 "$fd"); non-zero bytes:" \
+                        "$(tr -d '\000' < "$fd" | wc -c)";;
+      esac
+    done
+  done
+  grep -a -E "bochs|framebuffer|memory slot|MMIO" "$NB_WORK/display.stderr" | head -n 50 | sed 's/^/    | /'
 fi
 
 # A wrong password is refused.
