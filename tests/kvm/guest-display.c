@@ -37,14 +37,21 @@ draw_pattern(void)
     printf("GUEST-DISPLAY-ERROR not 32 bpp\n");
     return 1;
   }
-  uint32_t *line = calloc(var.xres, 4);
+  /* The whole picture in one write, as a program that draws off screen and
+   * then shows it would: Linux 6.1's DRM fbdev emulation turns a write of
+   * exactly one whole line into an empty damage rectangle (its end column
+   * wraps to 0), so line-by-line writes reach only its shadow buffer and
+   * never the device's video memory. */
+  size_t size = (size_t)fix.line_length * var.yres;
+  uint8_t *picture = calloc(1, size);
   for (unsigned y = 0; y < var.yres; y++) {
+    uint32_t *line = (uint32_t *)(picture + (size_t)y * fix.line_length);
     for (unsigned x = 0; x < var.xres; x++)
       line[x] = nb_test_pattern_rgb(x, y);
-    if (pwrite(fd, line, var.xres * 4, (off_t)y * fix.line_length) != (ssize_t)(var.xres * 4)) {
-      perror("GUEST-DISPLAY-ERROR write");
-      return 1;
-    }
+  }
+  if (pwrite(fd, picture, size, 0) != (ssize_t)size) {
+    perror("GUEST-DISPLAY-ERROR write");
+    return 1;
   }
   fsync(fd);
   printf("PATTERN-DRAWN %ux%u\n", var.xres, var.yres);
