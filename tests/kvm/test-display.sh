@@ -89,10 +89,23 @@ fi
 
 # gvnccapture (gtk-vnc) saves the same picture.
 NB_CHECKS=$((NB_CHECKS + 1))
-# It asks for the password on its terminal: give it one with script(1).
-if (sleep 2; cat "$NB_WORK/password") | timeout 60 script -qec \
-     "gvnccapture 127.0.0.1:$display $NB_WORK/capture.png" /dev/null > "$NB_WORK/gvnc.log" 2>&1 &&
-   [ -s "$NB_WORK/capture.png" ] &&
+# It asks for the password on its terminal (script(1) gives it one) and
+# flushes what was typed before it asks: type it once the prompt is there.
+mkfifo "$NB_WORK/gvnc.in"
+timeout 60 script -qec "gvnccapture 127.0.0.1:$display $NB_WORK/capture.png" /dev/null \
+  < "$NB_WORK/gvnc.in" > "$NB_WORK/gvnc.log" 2>&1 &
+gvnc=$!
+exec 9> "$NB_WORK/gvnc.in"
+for _ in $(seq 300); do
+  grep -aq "Password:" "$NB_WORK/gvnc.log" 2>/dev/null && break
+  sleep 0.2
+done
+sleep 0.5
+cat "$NB_WORK/password" >&9
+wait $gvnc
+gvnc_status=$?
+exec 9>&-
+if [ $gvnc_status = 0 ] && [ -s "$NB_WORK/capture.png" ] &&
    convert "$NB_WORK/capture.png" -depth 8 "rgb:$NB_WORK/capture.rgb" 2>> "$NB_WORK/gvnc.log" &&
    "$NESTBOX_VNC_CLIENT" --compare-rgb "$NB_WORK/capture.rgb" "$size" >> "$NB_WORK/gvnc.log" 2>&1; then
   nb_pass "gvnccapture saves the same picture"
