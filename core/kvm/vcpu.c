@@ -301,10 +301,14 @@ handle_mmio(NbVcpu *vcpu)
   struct kvm_run *run = vcpu->run;
   NbIoBus *bus = nb_vm_mmio(vcpu->vm);
   unsigned len = MIN(run->mmio.len, 8u);
-  if (run->mmio.is_write)
-    nb_io_bus_write(bus, run->mmio.phys_addr, run->mmio.data, len);
-  else
-    nb_io_bus_read(bus, run->mmio.phys_addr, run->mmio.data, len);
+  bool handled = run->mmio.is_write ? nb_io_bus_write(bus, run->mmio.phys_addr, run->mmio.data, len)
+                                     : nb_io_bus_read(bus, run->mmio.phys_addr, run->mmio.data, len);
+  /* Accesses to where nothing is are dropped, as on a PC; the first few are
+   * logged, as they usually mean a mapping the guest expects is missing. */
+  static gint logged;
+  if (!handled && g_atomic_int_add(&logged, 1) < 16)
+    g_debug("vCPU %u: MMIO %s of %u bytes at 0x%" G_GINT64_MODIFIER "x: no device there",
+            vcpu->index, run->mmio.is_write ? "write" : "read", len, (guint64)run->mmio.phys_addr);
 }
 
 NbVcpuEvent

@@ -25,6 +25,9 @@ done
 echo 0 > /sys/class/graphics/fbcon/cursor_blink 2>/dev/null
 dmesg | grep -i -E "bochs|\[drm\]" | head -n 12 | sed 's/^/GUEST-DMESG /'
 /test/guest-display pattern || exit 1
+sleep 1
+dmesg | grep -i -E "blit|warn|drm|bochs" | tail -n 6 | sed 's/^/GUEST-DMESG-AFTER /'
+echo "PCI-CONFIG $(od -An -tx1 -N24 /sys/class/graphics/fb0/device/config | tr -s '\n ' ' ')"
 /test/guest-display events 400
 GUEST
 "$NB_IMAGES_DIR/make-test-initrd.sh" "$NESTBOX_GUEST_DIR/guest.cpio.gz" "$NB_WORK/display.sh" \
@@ -60,8 +63,17 @@ if "$NESTBOX_VNC_CLIENT" "127.0.0.1:$port" --password-file "$NB_WORK/password" -
   nb_pass "a VNC client sees the guest's $size picture pixel for pixel"
 else
   nb_fail "VNC picture: $(cat "$NB_WORK/client.log")"
-  grep -a "GUEST-DMESG" "$NB_LOG" | sed 's/^/    | /'
-  grep -a -E "bochs|framebuffer|memory slot" "$NB_WORK/display.stderr" | head -n 30 | sed 's/^/    | /'
+  grep -a -E "GUEST-DMESG|^PCI-CONFIG" "$NB_LOG" | sed 's/^/    | /'
+  # What the host's video memory holds, read through the VM's memfd.
+  for pid in $(pgrep -P $vm) $vm; do
+    for fd in /proc/$pid/fd/*; do
+      case $(readlink "$fd") in
+      *nestbox-vram*) echo "    | host memfd: $(od -An -tx4 -N16 "$fd"); non-zero bytes:" \
+                        "$(tr -d '\000' < "$fd" | wc -c)";;
+      esac
+    done
+  done
+  grep -a -E "bochs|framebuffer|memory slot|MMIO" "$NB_WORK/display.stderr" | head -n 50 | sed 's/^/    | /'
 fi
 
 # A wrong password is refused.
@@ -77,10 +89,23 @@ fi
 
 # gvnccapture (gtk-vnc) saves the same picture.
 NB_CHECKS=$((NB_CHECKS + 1))
-# It asks for the password on its terminal: give it one with script(1).
-if (sleep 2; cat "$NB_WORK/password") | timeout 60 script -qec \
-     "gvnccapture 127.0.0.1:$display $NB_WORK/capture.png" /dev/null > "$NB_WORK/gvnc.log" 2>&1 &&
-   [ -s "$NB_WORK/capture.png" ] &&
+# It asks for the password on its terminal (script(1) gives it one) and
+# flushes what was typed before it asks: type it once the prompt is there.
+mkfifo "$NB_WORK/gvnc.in"
+timeout 60 script -qec "gvnccapture 127.0.0.1:$display $NB_WORK/capture.png" /dev/null \
+  < "$NB_WORK/gvnc.in" > "$NB_WORK/gvnc.log" 2>&1 &
+gvnc=$!
+exec 9> "$NB_WORK/gvnc.in"
+for _ in $(seq 300); do
+  grep -aq "Password:" "$NB_WORK/gvnc.log" 2>/dev/null && break
+  sleep 0.2
+done
+sleep 0.5
+cat "$NB_WORK/password" >&9
+wait $gvnc
+gvnc_status=$?
+exec 9>&-
+if [ $gvnc_status = 0 ] && [ -s "$NB_WORK/capture.png" ] &&
    convert "$NB_WORK/capture.png" -depth 8 "rgb:$NB_WORK/capture.rgb" 2>> "$NB_WORK/gvnc.log" &&
    "$NESTBOX_VNC_CLIENT" --compare-rgb "$NB_WORK/capture.rgb" "$size" >> "$NB_WORK/gvnc.log" 2>&1; then
   nb_pass "gvnccapture saves the same picture"
