@@ -10,6 +10,7 @@
 #include <linux/fb.h>
 #include <linux/input.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,9 +79,13 @@ read_events(int seconds)
   printf("EVENTS-READY %d\n", n);
   fflush(stdout);
   time_t end = time(NULL) + seconds;
+  bool done = false;
   while (time(NULL) < end) {
-    if (poll(fds, (nfds_t)n, 1000) <= 0)
+    if (poll(fds, (nfds_t)n, done ? 0 : 1000) <= 0) {
+      if (done)
+        break;
       continue;
+    }
     for (int i = 0; i < n; i++) {
       struct input_event ev;
       while (fds[i].revents & POLLIN && read(fds[i].fd, &ev, sizeof ev) == sizeof ev) {
@@ -89,12 +94,17 @@ read_events(int seconds)
         else if (ev.type == EV_ABS)
           printf("ABS %u %d\n", ev.code, ev.value);
         fflush(stdout);
-        if (ev.type == EV_KEY && ev.code == KEY_F12 && ev.value == 0) {
-          printf("EVENTS-DONE\n");
-          return 0;
-        }
+        /* F12 ends the reading, but only once every device is drained:
+         * the tablet's events, sent before the keys, may sit on a device
+         * read after the keyboard's. */
+        if (ev.type == EV_KEY && ev.code == KEY_F12 && ev.value == 0)
+          done = true;
       }
     }
+  }
+  if (done) {
+    printf("EVENTS-DONE\n");
+    return 0;
   }
   printf("EVENTS-TIMEOUT\n");
   return 1;
