@@ -7,6 +7,7 @@
 # the window presses the guest's ACPI power button (the title says whether the
 # guest listens), and closing it again powers the machine off.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../remote/x11-lib.sh"
 : "${NESTBOX_VNC_CLIENT:?NESTBOX_VNC_CLIENT must point at vnc-test-client}"
 src=$(cd "$(dirname "$0")" && pwd)
 for tool in Xvfb xdotool xwininfo xprop import convert python3; do
@@ -35,16 +36,13 @@ cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
 }
 trap cleanup EXIT
+NB_X11_DIR=$NB_WORK
 # Large enough that a 1024x768 window, placed where its first 640x480 one was centred, fits.
-Xvfb -displayfd 3 -screen 0 1920x1440x24 -nolisten tcp -br -noreset \
-  3>"$NB_WORK/displayfd" >"$NB_WORK/xvfb.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 80); do [ -s "$NB_WORK/displayfd" ] && break; sleep 0.25; done
-if [ ! -s "$NB_WORK/displayfd" ]; then
-  nb_fail "Xvfb did not start in the sandbox: $(cat "$NB_WORK/xvfb.log")"
+if ! nb_x11_start_xvfb DISPLAY 1920x1440x24 > "$NB_WORK/xvfb-start.log"; then
+  nb_fail "in the sandbox: $(cat "$NB_WORK/xvfb-start.log")"
   nb_finish
 fi
-export DISPLAY=":$(head -1 "$NB_WORK/displayfd")" SDL_VIDEODRIVER=x11
+export DISPLAY SDL_VIDEODRIVER=x11
 unset WAYLAND_DISPLAY
 
 NB_LOG=$NB_WORK/display.log
@@ -73,17 +71,8 @@ for _ in $(seq 60); do
   sleep 0.5
 done
 WX=0 WY=0 WW= WH=
-geometry() {
-  local info
-  info=$(xwininfo -id "$win") || return 1
-  WX=$(awk '/Absolute upper-left X/ {print $4}' <<<"$info")
-  WY=$(awk '/Absolute upper-left Y/ {print $4}' <<<"$info")
-  WW=$(awk '/Width:/ {print $2}' <<<"$info")
-  WH=$(awk '/Height:/ {print $2}' <<<"$info")
-}
-title() {
-  xprop -id "$win" _NET_WM_NAME | sed 's/^[^"]*"//; s/"$//'
-}
+geometry() { nb_x11_geometry "$win"; }
+title() { nb_x11_title "$win"; }
 NB_CHECKS=$((NB_CHECKS + 1))
 if [ -n "$win" ] && geometry && [ "${WW}x${WH}" = "$size" ] && grep -q " - running - " <<<"$(title)"; then
   nb_pass "the SDL window has the guest's mode size ($size), titled '$(title)'"

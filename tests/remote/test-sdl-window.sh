@@ -14,6 +14,7 @@
 # the guest is, like Ctrl+Alt+G's).
 set -uo pipefail
 window=${NB_SDL_TEST_WINDOW:?}
+source "$(dirname "$0")/x11-lib.sh"
 
 if ! command -v Xvfb >/dev/null; then
   echo "SKIP: no X server (Xvfb) to show the window on; build-aux/install-deps.sh installs it"
@@ -24,6 +25,7 @@ for tool in xdotool xwininfo xprop import convert python3; do
 done
 
 work=$(mktemp -d)
+NB_X11_DIR=$work
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
@@ -34,11 +36,7 @@ trap cleanup EXIT
 failures=0
 export SDL_VIDEODRIVER=x11
 unset WAYLAND_DISPLAY
-if grep -q libasan <(ldd "$window" 2>/dev/null); then
-  # LeakSanitizer reports allocations of the X11 libraries SDL loads and unloads
-  # itself, with no stack to suppress; memory errors are still caught.
-  export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
-fi
+nb_x11_no_leak_check "$window"
 
 ok() { echo "ok: $*"; }
 fail() {
@@ -50,45 +48,21 @@ die() {
   [ -f "$work/window.log" ] && { echo "--- window.log"; tail -30 "$work/window.log"; }
   exit 1
 }
-wait_for() {
-  local deadline=$((SECONDS + $1))
-  shift
-  while [ $SECONDS -lt $deadline ]; do
-    "$@" && return 0
-    sleep 0.25
-  done
-  "$@"
-}
+wait_for() { nb_x11_wait_for "$@"; }
 
-Xvfb -displayfd 3 -screen 0 1024x768x24 -nolisten tcp -br -noreset \
-  3>"$work/displayfd" >"$work/xvfb.log" 2>&1 &
-pids+=($!)
-wait_for 20 test -s "$work/displayfd" || die "Xvfb did not start"
-export DISPLAY=":$(head -1 "$work/displayfd")"
+nb_x11_start_xvfb DISPLAY 1024x768x24 || die "the X server did not start"
+export DISPLAY
 
 # pixel X Y: "#RRGGBB" of the screen at (X, Y); want X Y: the test pattern's colour.
-pixel() {
-  import -window root "$work/shot.png" 2>/dev/null &&
-    convert "$work/shot.png" -crop "1x1+$1+$2" -depth 8 txt:- 2>/dev/null |
-      grep -o '#[0-9A-F]\{6\}' | head -1
-}
+pixel() { nb_x11_pixel "$@"; }
 want() {
   printf '#%06X' $(( ((($1 * 5 + $2) & 255) << 16) | ((($2 * 3) & 255) << 8) | (($1 ^ $2) & 255) ))
 }
-geometry() {
-  local info
-  info=$(xwininfo -id "$win") || return 1
-  WX=$(awk '/Absolute upper-left X/ {print $4}' <<<"$info")
-  WY=$(awk '/Absolute upper-left Y/ {print $4}' <<<"$info")
-  WW=$(awk '/Width:/ {print $2}' <<<"$info")
-  WH=$(awk '/Height:/ {print $2}' <<<"$info")
-}
+geometry() { nb_x11_geometry "$win"; }
 geometry_is() {
   geometry && [ "$WW" = "$1" ] && [ "$WH" = "$2" ]
 }
-title() {
-  xprop -id "$win" _NET_WM_NAME | sed 's/^[^"]*"//; s/"$//'
-}
+title() { nb_x11_title "$win"; }
 title_has() {
   grep -qF -- "$1" <<<"$(title)"
 }

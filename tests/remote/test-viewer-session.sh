@@ -14,6 +14,7 @@
 # (DesktopSize) resizes the picture.
 set -uo pipefail
 viewer=${NESTBOX_VIEWER:?}
+source "$(dirname "$0")/x11-lib.sh"
 
 if ! command -v Xvfb >/dev/null; then
   echo "SKIP: no X server (Xvfb) to run the viewer on; build-aux/install-deps.sh installs it"
@@ -24,6 +25,7 @@ for tool in x11vnc xsetroot xev xdotool xwininfo import convert python3 qemu-sys
 done
 
 work=$(mktemp -d)
+NB_X11_DIR=$work
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
@@ -34,13 +36,8 @@ trap cleanup EXIT
 failures=0
 export SDL_VIDEODRIVER=x11
 unset WAYLAND_DISPLAY
-if grep -q libasan <(ldd "$viewer" 2>/dev/null); then
-  # In the sanitizer build, LeakSanitizer reports allocations of the X11 extension
-  # libraries that SDL loads and unloads itself: nameless, with no stack to suppress.
-  # Memory errors and undefined behaviour are still caught; our own leaks are checked by
-  # viewer-errors and viewer-units.
-  export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
-fi
+# Our own leaks are checked by viewer-errors and viewer-units.
+nb_x11_no_leak_check "$viewer"
 
 ok() { echo "ok: $*"; }
 fail() {
@@ -55,26 +52,8 @@ die() {
   exit 1
 }
 
-# wait_for SECONDS COMMAND...: true once COMMAND succeeds.
-wait_for() {
-  local deadline=$((SECONDS + $1))
-  shift
-  while [ $SECONDS -lt $deadline ]; do
-    "$@" && return 0
-    sleep 0.25
-  done
-  "$@"
-}
-
-# start_xvfb NAME SIZE: an X server on a free display; sets NAME to ":N".
-start_xvfb() {
-  local name=$1 size=$2
-  Xvfb -displayfd 3 -screen 0 "$size" -nolisten tcp -br -noreset \
-    3>"$work/$name.displayfd" >"$work/$name-xvfb.log" 2>&1 &
-  pids+=($!)
-  wait_for 20 test -s "$work/$name.displayfd" || die "Xvfb ($name) did not start"
-  printf -v "$name" ':%s' "$(head -1 "$work/$name.displayfd")"
-}
+wait_for() { nb_x11_wait_for "$@"; }
+start_xvfb() { nb_x11_start_xvfb "$@" || die "the X server for $1 did not start"; }
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -97,9 +76,7 @@ EOF
 
 # pixel DISPLAY X Y: "#RRGGBB" of the screen at (X, Y).
 pixel() {
-  import -display "$1" -window root "$work/shot.png" 2>/dev/null &&
-    convert "$work/shot.png" -crop "1x1+$2+$3" -depth 8 txt:- 2>/dev/null |
-      grep -o '#[0-9A-F]\{6\}' | head -1
+  DISPLAY=$1 nb_x11_pixel "$2" "$3"
 }
 pixel_is() {
   [ "$(pixel "$1" "$2" "$3")" = "$4" ]
@@ -113,12 +90,7 @@ has_window() {
   [ -n "$(viewer_window)" ]
 }
 geometry() {
-  local info
-  info=$(DISPLAY=$view xwininfo -id "$1") || return 1
-  WX=$(awk '/Absolute upper-left X/ {print $4}' <<<"$info")
-  WY=$(awk '/Absolute upper-left Y/ {print $4}' <<<"$info")
-  WW=$(awk '/Width:/ {print $2}' <<<"$info")
-  WH=$(awk '/Height:/ {print $2}' <<<"$info")
+  DISPLAY=$view nb_x11_geometry "$1"
 }
 geometry_is() {
   geometry "$1" && [ "$WW" = "$2" ] && [ "$WH" = "$3" ]

@@ -1,0 +1,64 @@
+# Helpers for tests that look at real windows under Xvfb: start an X server,
+# wait for a condition, and read a window's geometry, title and pixels.
+# Sourced by tests/remote/test-*.sh and tests/kvm/test-sdl-display.sh.
+#
+# nb_x11_start_xvfb and nb_x11_pixel keep their files in $NB_X11_DIR, and
+# nb_x11_start_xvfb appends the server's pid to the caller's pids array.
+
+# nb_x11_wait_for SECONDS COMMAND...: true once COMMAND succeeds.
+nb_x11_wait_for() {
+  local deadline=$((SECONDS + $1))
+  shift
+  while [ $SECONDS -lt $deadline ]; do
+    "$@" && return 0
+    sleep 0.25
+  done
+  "$@"
+}
+
+# nb_x11_start_xvfb NAME SIZE: an X server on a free display; sets the
+# variable NAME to ":N". Fails, with the server's log, if it does not start.
+nb_x11_start_xvfb() {
+  local name=$1 size=$2
+  Xvfb -displayfd 3 -screen 0 "$size" -nolisten tcp -br -noreset \
+    3>"$NB_X11_DIR/$name.displayfd" >"$NB_X11_DIR/$name-xvfb.log" 2>&1 &
+  pids+=($!)
+  if ! nb_x11_wait_for 20 test -s "$NB_X11_DIR/$name.displayfd"; then
+    echo "Xvfb ($name) did not start: $(cat "$NB_X11_DIR/$name-xvfb.log")"
+    return 1
+  fi
+  printf -v "$name" ':%s' "$(head -1 "$NB_X11_DIR/$name.displayfd")"
+}
+
+# nb_x11_geometry WINDOW: sets WX WY WW WH, the window's place and size on
+# $DISPLAY.
+nb_x11_geometry() {
+  local info
+  info=$(xwininfo -id "$1") || return 1
+  WX=$(awk '/Absolute upper-left X/ {print $4}' <<<"$info")
+  WY=$(awk '/Absolute upper-left Y/ {print $4}' <<<"$info")
+  WW=$(awk '/Width:/ {print $2}' <<<"$info")
+  WH=$(awk '/Height:/ {print $2}' <<<"$info")
+}
+
+# nb_x11_title WINDOW: the window's UTF-8 title.
+nb_x11_title() {
+  xprop -id "$1" _NET_WM_NAME | sed 's/^[^"]*"//; s/"$//'
+}
+
+# nb_x11_pixel X Y: "#RRGGBB" of $DISPLAY's screen at (X, Y).
+nb_x11_pixel() {
+  import -window root "$NB_X11_DIR/shot.png" 2>/dev/null &&
+    convert "$NB_X11_DIR/shot.png" -crop "1x1+$1+$2" -depth 8 txt:- 2>/dev/null |
+      grep -o '#[0-9A-F]\{6\}' | head -1
+}
+
+# nb_x11_no_leak_check PROGRAM: in the sanitizer build, LeakSanitizer reports
+# allocations of the X11 extension libraries that SDL loads and unloads
+# itself, nameless and with no stack to suppress. Leak checking is turned off
+# for PROGRAM's runs; memory errors and undefined behaviour are still caught.
+nb_x11_no_leak_check() {
+  if grep -q libasan <(ldd "$1" 2>/dev/null); then
+    export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
+  fi
+}
