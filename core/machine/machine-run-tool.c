@@ -46,22 +46,6 @@ fail(FILE *err, const char *command, GError *error)
   return NB_MACHINE_TOOL_FAILED;
 }
 
-static char *
-json_str(const char *s)
-{
-  GString *o = g_string_new("\"");
-  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-    if (*p == '"' || *p == '\\')
-      g_string_append_printf(o, "\\%c", *p);
-    else if (*p < 0x20)
-      g_string_append_printf(o, "\\u%04x", *p);
-    else
-      g_string_append_c(o, (char)*p);
-  }
-  g_string_append_c(o, '"');
-  return g_string_free(o, FALSE);
-}
-
 /* Options shared by the commands: NAME first, then flags. */
 typedef struct {
   const char *name;
@@ -313,7 +297,9 @@ run_start(int argc, char **argv, FILE *out, FILE *err)
     return NB_MACHINE_TOOL_FAILED;
   }
   if (a.json) {
-    g_autofree char *name = json_str(doc->name), *lp = json_str(log_path), *sp = json_str(socket);
+    g_autofree char *name = nb_machine_tool_json_string(doc->name);
+    g_autofree char *lp = nb_machine_tool_json_string(log_path);
+    g_autofree char *sp = nb_machine_tool_json_string(socket);
     fprintf(out, "{\"name\":%s,\"state\":\"%s\",\"pid\":%d,\"log\":%s,\"socket\":%s}\n", name,
             nb_machine_state_to_string(state), (int)pid, lp, sp);
   } else {
@@ -339,7 +325,7 @@ static void
 print_state(FILE *out, const NbMachineDocument *doc, NbMachineState state, bool json, const char *done)
 {
   if (json) {
-    g_autofree char *name = json_str(doc->name);
+    g_autofree char *name = nb_machine_tool_json_string(doc->name);
     fprintf(out, "{\"name\":%s,\"state\":\"%s\"}\n", name, nb_machine_state_to_string(state));
   } else if (done) {
     fprintf(out, "%s machine %s (now %s)\n", done, doc->name, nb_machine_state_to_string(state));
@@ -563,7 +549,7 @@ run_forward(int argc, char **argv, FILE *out, FILE *err)
       fputs("[", out);
     for (char **r = rules; *r; r++) {
       if (a.json) {
-        g_autofree char *j = json_str(*r);
+        g_autofree char *j = nb_machine_tool_json_string(*r);
         fprintf(out, "%s%s", r == rules ? "" : ",", j);
       } else {
         fprintf(out, "%s\n", *r);

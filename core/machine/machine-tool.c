@@ -28,7 +28,8 @@ static int usage(FILE *err, const char *command, const char *text)
   return NB_MACHINE_TOOL_USAGE;
 }
 
-static char *json_str(const char *s)
+char *
+nb_machine_tool_json_string(const char *s)
 {
   GString *o = g_string_new("\"");
   for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
@@ -119,7 +120,7 @@ static int run_list(int argc, char **argv, FILE *out, FILE *err)
   for (char **n = names; *n; n++) {
     g_autoptr(GError) e = NULL;
     g_autoptr(NbMachineDocument) doc = nb_machine_registry_find(*n, &e);
-    g_autofree char *name = json_str(*n);
+    g_autofree char *name = nb_machine_tool_json_string(*n);
     if (doc == NULL) {
       /* A broken document is shown, not hidden, so the user learns to fix it. */
       if (json)
@@ -151,7 +152,7 @@ static int run_info(int argc, char **argv, FILE *out, FILE *err)
   if (doc == NULL)
     return report(err, "info", error);
   if (json) {
-    g_autofree char *name = json_str(doc->name), *dir = json_str(doc->dir), *kernel = json_str(doc->kernel);
+    g_autofree char *name = nb_machine_tool_json_string(doc->name), *dir = nb_machine_tool_json_string(doc->dir), *kernel = nb_machine_tool_json_string(doc->kernel);
     fprintf(out, "{\"name\":%s,\"state\":\"%s\",\"dir\":%s,\"cpus\":%u,\"memory\":%" G_GUINT64_FORMAT
             ",\"kernel\":%s,\"disks\":%u,\"nets\":%u}\n", name, state_of(doc), dir, doc->cpus, doc->memory, kernel,
             doc->disks->len, doc->nets->len);

@@ -12,3 +12,7 @@
 bool nb_machine_tool_handles(const char *command);
 /* argv[0] is the command. */
 int nb_machine_tool_run(int argc, char **argv, FILE *out, FILE *err);
+
+/* S (NULL as "") as a quoted JSON string, for the commands' --json output;
+ * free with g_free(). */
+char *nb_machine_tool_json_string(const char *s);
