@@ -8,6 +8,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* Ties one argument-less D-Bus method to the request it makes. */
+typedef struct {
+  NbControlServer *server;
+  NbMachineRequest request;
+} NbControlRequestBinding;
+
 struct NbControlServer {
   GDBusServer *server;
   GDBusAuthObserver *observer;
@@ -20,6 +26,7 @@ struct NbControlServer {
   NbMachineState resume_to;   /* what Resume goes back to */
   GDBusNodeInfo *bus_info;
   unsigned peers;
+  NbControlRequestBinding bindings[5];
 };
 
 /* $XDG_RUNTIME_DIR/nestbox; without XDG_RUNTIME_DIR (a root shell, a
@@ -146,43 +153,16 @@ run_request(NbControlServer *s, NbMachineRequest request, GDBusMethodInvocation 
   return true;
 }
 
+/* Pause, Resume, Reset, Shutdown and PowerOff take no arguments and return
+ * none, so one handler serves them all: its user data says which request
+ * the method is. */
 static gboolean
-on_pause(NbDBusMachine1 *skel, GDBusMethodInvocation *invocation, gpointer data)
+on_machine_request(NbDBusMachine1 *skel, GDBusMethodInvocation *invocation, gpointer data)
 {
-  if (run_request(data, NB_MACHINE_REQUEST_PAUSE, invocation))
-    nb_dbus_machine1_complete_pause(skel, invocation);
-  return TRUE;
-}
-
-static gboolean
-on_resume(NbDBusMachine1 *skel, GDBusMethodInvocation *invocation, gpointer data)
-{
-  if (run_request(data, NB_MACHINE_REQUEST_RESUME, invocation))
-    nb_dbus_machine1_complete_resume(skel, invocation);
-  return TRUE;
-}
-
-static gboolean
-on_reset(NbDBusMachine1 *skel, GDBusMethodInvocation *invocation, gpointer data)
-{
-  if (run_request(data, NB_MACHINE_REQUEST_RESET, invocation))
-    nb_dbus_machine1_complete_reset(skel, invocation);
-  return TRUE;
-}
-
-static gboolean
-on_shutdown(NbDBusMachine1 *skel, GDBusMethodInvocation *invocation, gpointer data)
-{
-  if (run_request(data, NB_MACHINE_REQUEST_SHUTDOWN, invocation))
-    nb_dbus_machine1_complete_shutdown(skel, invocation);
-  return TRUE;
-}
-
-static gboolean
-on_power_off(NbDBusMachine1 *skel, GDBusMethodInvocation *invocation, gpointer data)
-{
-  if (run_request(data, NB_MACHINE_REQUEST_POWEROFF, invocation))
-    nb_dbus_machine1_complete_power_off(skel, invocation);
+  (void)skel;
+  const NbControlRequestBinding *binding = data;
+  if (run_request(binding->server, binding->request, invocation))
+    g_dbus_method_invocation_return_value(invocation, NULL);
   return TRUE;
 }
 
@@ -342,11 +322,22 @@ nb_control_server_new(const char *socket_path, const char *name, const NbControl
   s->skeleton = nb_dbus_machine1_skeleton_new();
   nb_dbus_machine1_set_name(s->skeleton, name);
   nb_dbus_machine1_set_state(s->skeleton, nb_machine_state_to_string(s->state));
-  g_signal_connect(s->skeleton, "handle-pause", G_CALLBACK(on_pause), s);
-  g_signal_connect(s->skeleton, "handle-resume", G_CALLBACK(on_resume), s);
-  g_signal_connect(s->skeleton, "handle-reset", G_CALLBACK(on_reset), s);
-  g_signal_connect(s->skeleton, "handle-shutdown", G_CALLBACK(on_shutdown), s);
-  g_signal_connect(s->skeleton, "handle-power-off", G_CALLBACK(on_power_off), s);
+  static const struct {
+    const char *signal;
+    NbMachineRequest request;
+  } request_methods[] = {
+    { "handle-pause", NB_MACHINE_REQUEST_PAUSE },
+    { "handle-resume", NB_MACHINE_REQUEST_RESUME },
+    { "handle-reset", NB_MACHINE_REQUEST_RESET },
+    { "handle-shutdown", NB_MACHINE_REQUEST_SHUTDOWN },
+    { "handle-power-off", NB_MACHINE_REQUEST_POWEROFF },
+  };
+  G_STATIC_ASSERT(G_N_ELEMENTS(request_methods) == G_N_ELEMENTS(s->bindings));
+  for (size_t i = 0; i < G_N_ELEMENTS(request_methods); i++) {
+    s->bindings[i] = (NbControlRequestBinding){ s, request_methods[i].request };
+    g_signal_connect(s->skeleton, request_methods[i].signal, G_CALLBACK(on_machine_request),
+                     &s->bindings[i]);
+  }
   g_signal_connect(s->skeleton, "handle-add-port-forward", G_CALLBACK(on_add_port_forward), s);
   g_signal_connect(s->skeleton, "handle-remove-port-forward", G_CALLBACK(on_remove_port_forward), s);
   g_signal_connect(s->skeleton, "handle-list-port-forwards", G_CALLBACK(on_list_port_forwards), s);
