@@ -625,7 +625,7 @@ nat_fwd_add(NbNat *nat, const NbNatHostFwd *fwd, GError **error)
   g_autofree char *rule = nb_nat_hostfwd_format(fwd);
   if (fwd->host_port && nat_fwd_find(nat, fwd)) {
     g_set_error(error, NB_NAT_ERROR, NB_NAT_ERROR_EXISTS,
-                "a port forward like “%s” already listens on that host address and port: "
+                "a port forward from that host address and port already exists (“%s”): "
                 "remove it first", rule);
     return FALSE;
   }
