@@ -671,9 +671,16 @@ fail:;
   int err = errno;
   if (fd >= 0)
     close(fd);
+  /* "tcp port 127.0.0.1:2222" or "tcp port [::1]:2222": the host side. */
+  char *dash = strchr(rule, '-');
+  if (dash)
+    *dash = '\0';
+  char *colon = strchr(rule, ':');
+  if (colon)
+    *colon = '\0';
   g_set_error(error, NB_NAT_ERROR, NB_NAT_ERROR_SOCKET,
-              "cannot set up port forward “%s”: %s — pick another host port or address", rule,
-              g_strerror(err));
+              "cannot forward %s port %s: %s — pick another host port or address", rule,
+              colon ? colon + 1 : rule, g_strerror(err));
   return FALSE;
 }
 
