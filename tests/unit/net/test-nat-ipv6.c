@@ -1212,6 +1212,8 @@ test_hostfwd6_config(void)
   g_autoptr(NbNatConfig) c = nb_nat_config_parse(
     "nat,hostfwd=tcp:[::1]:1-[2001:db8:0:7::abc]:22,net6=2001:db8:0:7::/64", &error);
   g_assert_no_error(error);
+  g_assert_nonnull(c);
+  g_assert_true(g_array_index(c->hostfwds, NbNatHostFwd, 0).guest_v6);
   /* Added while running, the same check applies. */
   Harness *h = harness_new(NULL);
   NbNatHostFwd fwd;
