@@ -147,6 +147,14 @@ static void test_net_ipv6(void)
   g_assert_no_error(error);
   g_assert_cmpstr(((NbMachineNet *)again->nets->pdata[0])->net6, ==, "fd00:aa:bb:cc::/64");
   g_assert_cmpstr(((NbMachineNet *)again->nets->pdata[1])->ipv6, ==, "off");
+  /* nestboxctl set takes them the same way. */
+  g_assert_true(nb_machine_document_set(again, "net:1.net6=fd00:1:2:3::/64", &error));
+  g_assert_no_error(error);
+  g_assert_cmpstr(((NbMachineNet *)again->nets->pdata[1])->net6, ==, "fd00:1:2:3::/64");
+  g_assert_false(nb_machine_document_set(again, "net:0.ipv6=sometimes", &error));
+  g_assert_nonnull(strstr(error->message, "[net:0] ipv6"));
+  g_clear_error(&error);
+  g_assert_cmpstr(((NbMachineNet *)again->nets->pdata[0])->ipv6, ==, NULL);
 }
 
 static void test_display_vnc(void)
