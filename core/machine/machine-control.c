@@ -121,15 +121,7 @@ nat_of(NbMachineControl *c, unsigned nic, GPtrArray **rules, GError **error)
 static char *
 format_rule(const NbNatHostFwd *f)
 {
-  char host[INET_ADDRSTRLEN], guest[INET_ADDRSTRLEN] = "";
-  struct in_addr a = { htonl(f->host_addr) };
-  inet_ntop(AF_INET, &a, host, sizeof host);
-  if (f->guest_addr) {
-    struct in_addr g = { htonl(f->guest_addr) };
-    inet_ntop(AF_INET, &g, guest, sizeof guest);
-  }
-  return g_strdup_printf("%s:%s:%u-%s:%u", f->proto == NB_NAT_PROTO_TCP ? "tcp" : "udp", host, f->host_port,
-                         guest, f->guest_port);
+  return nb_nat_hostfwd_format(f);
 }
 
 /* "tcp:[ADDR]:PORT" is the start of a rule, so parse it as one. */
@@ -181,7 +173,7 @@ op_remove_port_forward(void *ctx, unsigned nic, const char *rule, GError **error
     return false;
   NbNatHostFwd fwd;
   if (!parse_removal(rule, &fwd, error) ||
-      !nb_nat_remove_hostfwd(nat, fwd.proto, fwd.host_addr, fwd.host_port, error))
+      !nb_nat_remove_hostfwd_rule(nat, &fwd, error))
     return false;
   g_autofree char *canonical = format_rule(&fwd);
   char *dash = strchr(canonical, '-');

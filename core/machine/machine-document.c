@@ -27,6 +27,8 @@ static void net_free(gpointer p)
   NbMachineNet *n = p;
   g_free(n->mac);
   g_free(n->net);
+  g_free(n->net6);
+  g_free(n->ipv6);
   g_strfreev(n->hostfwd);
   g_free(n);
 }
@@ -128,7 +130,7 @@ static const char *const cpu_keys[] = { "count", NULL };
 static const char *const memory_keys[] = { "size", NULL };
 static const char *const boot_keys[] = { "firmware", "kernel", "initrd", "cmdline", "cdrom", "order", NULL };
 static const char *const disk_keys[] = { "path", "format", "readonly", "serial", NULL };
-static const char *const net_keys[] = { "mode", "mac", "net", "hostfwd", NULL };
+static const char *const net_keys[] = { "mode", "mac", "net", "net6", "ipv6", "hostfwd", NULL };
 static const char *const display_keys[] = { "type", "listen", "password-file", "keymap", NULL };
 static const char *const serial_keys[] = { "mode", "path", NULL };
 
@@ -203,6 +205,8 @@ static bool parse_net(const Ctx *c, GKeyFile *kf, const char *g, NbMachineDocume
     return fail(c, g, "mode", error, "'%s' is not supported; only mode=nat exists for now", mode);
   n->mac = get_str(kf, g, "mac");
   n->net = get_str(kf, g, "net");
+  n->net6 = get_str(kf, g, "net6");
+  n->ipv6 = get_str(kf, g, "ipv6");
   n->hostfwd = g_key_file_get_string_list(kf, g, "hostfwd", NULL, NULL);
   /* The NAT engine's own parser has the final word; run it now so errors carry the line. */
   g_autoptr(GString) spec = g_string_new("nat");
@@ -210,6 +214,20 @@ static bool parse_net(const Ctx *c, GKeyFile *kf, const char *g, NbMachineDocume
     g_string_append_printf(spec, ",mac=%s", n->mac);
   if (n->net)
     g_string_append_printf(spec, ",net=%s", n->net);
+  /* net6= and ipv6= alone first, so an error names the key at fault; a
+   * comma would smuggle in another --net option. */
+  const struct { const char *key; const char *value; } alone[] = { { "net6", n->net6 }, { "ipv6", n->ipv6 } };
+  for (gsize i = 0; i < G_N_ELEMENTS(alone); i++) {
+    if (alone[i].value == NULL)
+      continue;
+    g_autofree char *one = g_strdup_printf("nat,%s=%s", alone[i].key, alone[i].value);
+    g_autoptr(GError) one_error = NULL;
+    g_autoptr(NbNatConfig) one_config = strchr(alone[i].value, ',') ? NULL : nb_nat_config_parse(one, &one_error);
+    if (one_config == NULL)
+      return fail(c, g, alone[i].key, error, "%s",
+                  one_error ? one_error->message : "a value may not hold a comma");
+    g_string_append_printf(spec, ",%s=%s", alone[i].key, alone[i].value);
+  }
   for (char **h = n->hostfwd; h && *h; h++)
     g_string_append_printf(spec, ",hostfwd=%s", *h);
   g_autoptr(GError) net_error = NULL;
@@ -397,6 +415,8 @@ char *nb_machine_document_to_data(const NbMachineDocument *doc)
     g_key_file_set_string(kf, g, "mode", "nat");
     if (n->mac) g_key_file_set_string(kf, g, "mac", n->mac);
     if (n->net) g_key_file_set_string(kf, g, "net", n->net);
+    if (n->net6) g_key_file_set_string(kf, g, "net6", n->net6);
+    if (n->ipv6) g_key_file_set_string(kf, g, "ipv6", n->ipv6);
     if (n->hostfwd) g_key_file_set_string_list(kf, g, "hostfwd", (const char *const *)n->hostfwd, g_strv_length(n->hostfwd));
   }
   g_key_file_set_string(kf, "display", "type", doc->display_type ? doc->display_type : "none");
@@ -545,6 +565,8 @@ bool nb_machine_document_to_vm_options(const NbMachineDocument *doc, NbVmOptions
     GString *spec = g_string_new("nat");
     if (n->mac) g_string_append_printf(spec, ",mac=%s", n->mac);
     if (n->net) g_string_append_printf(spec, ",net=%s", n->net);
+    if (n->net6) g_string_append_printf(spec, ",net6=%s", n->net6);
+    if (n->ipv6) g_string_append_printf(spec, ",ipv6=%s", n->ipv6);
     for (char **h = n->hostfwd; h && *h; h++) g_string_append_printf(spec, ",hostfwd=%s", *h);
     options->nets[i] = g_string_free(spec, FALSE);
   }

@@ -32,6 +32,8 @@ typedef struct {
 typedef struct {
   char *mac;
   char *net;
+  char *net6;  /* the guest's IPv6 /64, as --net nat,net6= */
+  char *ipv6;  /* on or off, as --net nat,ipv6= */
   char **hostfwd;
 } NbMachineNet;
 

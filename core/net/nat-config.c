@@ -140,8 +140,11 @@ valid_dns_name(const char *name)
   return TRUE;
 }
 
+/* "[ADDR]:PORT": ADDR is IPv4, or IPv6 in brackets ("[::1]:2222"), or
+ * empty when addr_optional. */
 static gboolean
-parse_addr_port(const char *text, bool addr_optional, uint32_t *addr, uint16_t *port)
+parse_addr_port(const char *text, bool addr_optional, uint32_t *addr, bool *v6, uint8_t addr6[16],
+                uint16_t *port)
 {
   const char *colon = strrchr(text, ':');
   if (!colon)
@@ -150,10 +153,23 @@ parse_addr_port(const char *text, bool addr_optional, uint32_t *addr, uint16_t *
   unsigned p;
   if (!parse_uint(colon + 1, 0, 65535, &p))
     return FALSE;
-  if (*a == '\0') {
+  *addr = 0;
+  *v6 = false;
+  memset(addr6, 0, 16);
+  size_t alen = strlen(a);
+  if (alen == 0) {
     if (!addr_optional)
       return FALSE;
-    *addr = 0;
+  } else if (a[0] == '[') {
+    if (alen < 3 || a[alen - 1] != ']')
+      return FALSE;
+    a[alen - 1] = '\0';
+    struct in6_addr in6;
+    /* A scope ("%eth0") would need an interface: not taken. */
+    if (inet_pton(AF_INET6, a + 1, &in6) != 1)
+      return FALSE;
+    memcpy(addr6, &in6, 16);
+    *v6 = true;
   } else if (!parse_ip(a, addr)) {
     return FALSE;
   }
@@ -174,16 +190,18 @@ hostfwd_fields(const char *text, NbNatHostFwd *fwd)
   } else if (rest[0] != ':') {
     return FALSE;
   }
+  /* IPv6 addresses hold no '-', so the first one splits host from guest. */
   const char *dash = strchr(rest, '-');
   if (!dash)
     return FALSE;
   g_autofree char *host = g_strndup(rest, (gsize)(dash - rest));
-  if (!parse_addr_port(host, true, &fwd->host_addr, &fwd->host_port))
+  if (!parse_addr_port(host, true, &fwd->host_addr, &fwd->host_v6, fwd->host_addr6, &fwd->host_port))
     return FALSE;
-  if (!parse_addr_port(dash + 1, true, &fwd->guest_addr, &fwd->guest_port) || fwd->guest_port == 0)
+  if (!parse_addr_port(dash + 1, true, &fwd->guest_addr, &fwd->guest_v6, fwd->guest_addr6,
+                       &fwd->guest_port) || fwd->guest_port == 0)
     return FALSE;
   /* An empty host address means loopback: a forward should not open a guest
-   * port to the whole network unless the user says 0.0.0.0. */
+   * port to the whole network unless the user says 0.0.0.0 (or [::]). */
   if (host[0] == ':')
     fwd->host_addr = INADDR_LOOPBACK;
   return TRUE;
@@ -202,6 +220,43 @@ nb_nat_hostfwd_parse(const char *text, NbNatHostFwd *out, GError **error)
   }
   *out = fwd;
   return TRUE;
+}
+
+static void
+format_addr(GString *s, bool v6, uint32_t addr, const uint8_t *addr6, bool empty_if_zero)
+{
+  char buf[INET6_ADDRSTRLEN];
+  if (v6) {
+    inet_ntop(AF_INET6, addr6, buf, sizeof buf);
+    g_string_append_printf(s, "[%s]", buf);
+  } else if (addr || !empty_if_zero) {
+    struct in_addr a = { .s_addr = htonl(addr) };
+    inet_ntop(AF_INET, &a, buf, sizeof buf);
+    g_string_append(s, buf);
+  }
+}
+
+char *
+nb_nat_hostfwd_format(const NbNatHostFwd *fwd)
+{
+  GString *s = g_string_new(fwd->proto == NB_NAT_PROTO_TCP ? "tcp:" : "udp:");
+  format_addr(s, fwd->host_v6, fwd->host_addr, fwd->host_addr6, false);
+  g_string_append_printf(s, ":%u-", fwd->host_port);
+  format_addr(s, fwd->guest_v6, fwd->guest_addr, fwd->guest_addr6, true);
+  g_string_append_printf(s, ":%u", fwd->guest_port);
+  return g_string_free(s, FALSE);
+}
+
+bool
+nb_nat_config_guest_addr6_ok(const NbNatConfig *c, const uint8_t a[16])
+{
+  static const uint8_t zero8[8];
+  /* Inside the /64, not the subnet-router anycast (::), nor the engine's
+   * ::2 and ::3. */
+  if (!c->ipv6 || memcmp(a, c->net6, 8) != 0 || memcmp(a + 8, zero8, 8) == 0)
+    return false;
+  static const uint8_t two[8] = { 0, 0, 0, 0, 0, 0, 0, 2 }, three[8] = { 0, 0, 0, 0, 0, 0, 0, 3 };
+  return memcmp(a + 8, two, 8) != 0 && memcmp(a + 8, three, 8) != 0;
 }
 
 gboolean
@@ -249,6 +304,17 @@ nb_nat_config_check(const NbNatConfig *c, GError **error)
                 "the NAT MTU %u is below IPv6's minimum of 1280: raise mtu= or add ipv6=off",
                 c->mtu);
     return FALSE;
+  }
+  for (guint i = 0; i < c->hostfwds->len; i++) {
+    const NbNatHostFwd *f = &g_array_index(c->hostfwds, NbNatHostFwd, i);
+    if (f->guest_v6 && !nb_nat_config_guest_addr6_ok(c, f->guest_addr6)) {
+      g_autofree char *rule = nb_nat_hostfwd_format(f);
+      g_set_error(error, NB_NAT_ERROR, NB_NAT_ERROR_CONFIG,
+                  "port forward “%s” goes to an IPv6 address the guest cannot have: give one "
+                  "inside net6= (and keep ipv6=on), or leave the guest address empty to reach "
+                  "the guest over IPv4", rule);
+      return FALSE;
+    }
   }
   for (guint i = 0; i < c->static_leases->len; i++) {
     uint32_t a = g_array_index(c->static_leases, NbNatStaticLease, i).addr;

@@ -202,6 +202,12 @@ socklen_t nat_sockaddr_set(NatSockaddr *sa, int family, const NatAddr *a, uint16
 bool nat_sockaddr_get(const NatSockaddr *sa, socklen_t len, NatAddr *a, uint16_t *port);
 void nat_deliver(NbNat *nat, const uint8_t *frame, size_t len, const NbNetFrameMeta *meta);
 uint32_t nat_fwd_guest_addr(NbNat *nat, const NbNatHostFwd *fwd);
+/* The guest end of a forward, in the family it reaches the guest by. */
+NatAddr nat_fwd_guest(NbNat *nat, const NbNatHostFwd *fwd);
+/* Where a forward's host-side peer appears to come from, in the guest
+ * address's family: loopback (and, to an IPv4 guest, any IPv6 peer) is
+ * the gateway. */
+NatAddr nat_fwd_peer(NbNat *nat, const NatAddr *guest, const NatAddr *peer);
 
 /* nat-ip6.c: IPv6 in and out, neighbor discovery, router advertisements */
 void nat_ip6_input(NbNat *nat, const uint8_t *ip, size_t len, bool csum_partial);

@@ -1083,14 +1083,22 @@ void
 nat_tcp_fwd_accept(NbNat *nat, NatFwd *fwd)
 {
   for (int n = 0; n < 16; n++) {
-    struct sockaddr_in peer;
+    NatSockaddr peer;
     socklen_t pl = sizeof peer;
-    int fd = accept4(fwd->fd, (struct sockaddr *)&peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = accept4(fwd->fd, &peer.sa, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)
       return;
-    TcpKey key = { .gaddr = nat_addr4(nat_fwd_guest_addr(nat, &fwd->fwd)),
-                   .raddr = nat_addr4(nat_translate_in(nat, ntohl(peer.sin_addr.s_addr))),
-                   .gport = fwd->fwd.guest_port, .rport = ntohs(peer.sin_port) };
+    NatAddr paddr;
+    uint16_t pport;
+    if (!nat_sockaddr_get(&peer, pl, &paddr, &pport)) {
+      close(fd);
+      continue;
+    }
+    /* The listening socket's family is the host side's only: the guest is
+     * reached in the family of the forward's guest address. */
+    TcpKey key = { .gaddr = nat_fwd_guest(nat, &fwd->fwd), .gport = fwd->fwd.guest_port,
+                   .rport = pport };
+    key.raddr = nat_fwd_peer(nat, &key.gaddr, &paddr);
     if (g_hash_table_contains(nat->tcp->flows, &key) ||
         (g_hash_table_size(nat->tcp->flows) >= nat->cfg->max_tcp_flows && !tcp_evict_for_new(nat))) {
       NAT_COUNT(nat, drop_table_full);

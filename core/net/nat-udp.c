@@ -25,7 +25,8 @@ typedef struct {
   NatWatch watch;
   int64_t last;
   NatFwd *fwd;
-  struct sockaddr_in peer; /* for forward flows: the host-side peer */
+  NatSockaddr peer;        /* for forward flows: the host-side peer */
+  socklen_t peer_len;
 } UdpFlow;
 
 struct NatUdp {
@@ -146,11 +147,9 @@ udp_receive(NbNat *nat, UdpFlow *f, int fd, bool from_fwd)
     if (!nat_sockaddr_get(&from, fromlen, &src, &sport))
       continue;
     if (from_fwd) {
-      if (fromlen < sizeof from.in || from.sa.sa_family != AF_INET)
-        continue; /* forwards listen on IPv4 */
-      src = nat_translate_in_addr(nat, &src);
-      UdpKey key = { .gaddr = nat_addr4(nat_fwd_guest_addr(nat, &f->fwd->fwd)), .raddr = src,
-                     .gport = f->fwd->fwd.guest_port, .rport = sport };
+      UdpKey key = { .gaddr = nat_fwd_guest(nat, &f->fwd->fwd), .gport = f->fwd->fwd.guest_port,
+                     .rport = sport };
+      key.raddr = src = nat_fwd_peer(nat, &key.gaddr, &src);
       UdpFlow *ff = g_hash_table_lookup(nat->udp->flows, &key);
       if (!ff) {
         if (g_hash_table_size(nat->udp->flows) >= nat->cfg->max_udp_flows) {
@@ -161,8 +160,9 @@ udp_receive(NbNat *nat, UdpFlow *f, int fd, bool from_fwd)
         ff->key = key;
         ff->fd = fd;
         ff->fwd = f->fwd;
-        ff->family = AF_INET;
-        ff->peer = from.in;
+        ff->family = from.sa.sa_family;
+        ff->peer = from;
+        ff->peer_len = fromlen;
         g_hash_table_insert(nat->udp->flows, &ff->key, ff);
         nat->stats.udp_flows = g_hash_table_size(nat->udp->flows);
       }
@@ -419,7 +419,7 @@ nat_udp_input(NbNat *nat, const NatPacket *pkt)
   UdpFlow *f = g_hash_table_lookup(nat->udp->flows, &fkey);
   if (f && f->fwd) {
     f->last = nat->now;
-    sendto(f->fd, data, len, MSG_DONTWAIT, (struct sockaddr *)&f->peer, sizeof f->peer);
+    sendto(f->fd, data, len, MSG_DONTWAIT, &f->peer.sa, f->peer_len);
     return;
   }
 

@@ -271,6 +271,33 @@ nat_fwd_guest_addr(NbNat *nat, const NbNatHostFwd *fwd)
   return nat->cfg->dhcp_start;
 }
 
+NatAddr
+nat_fwd_guest(NbNat *nat, const NbNatHostFwd *fwd)
+{
+  if (!fwd->guest_v6)
+    return nat_addr4(nat_fwd_guest_addr(nat, fwd));
+  NatAddr a;
+  memcpy(a.b, fwd->guest_addr6, 16);
+  return a;
+}
+
+NatAddr
+nat_fwd_peer(NbNat *nat, const NatAddr *guest, const NatAddr *peer)
+{
+  if (nat_addr_is4(guest)) {
+    /* An IPv6 peer has no IPv4 address to show: to an IPv4 guest it comes
+     * from the gateway, as the host's own loopback does. */
+    if (!nat_addr_is4(peer))
+      return nat_addr4(nat->cfg->gateway);
+    return nat_translate_in_addr(nat, peer);
+  }
+  /* An IPv4 peer has no IPv6 address, and a link-local one would look
+   * on-link to the guest: both come from the gateway. */
+  if (nat_addr_is4(peer) || (peer->b[0] == 0xfe && (peer->b[1] & 0xc0) == 0x80))
+    return nat->gw6;
+  return nat_translate_in_addr(nat, peer);
+}
+
 /* ---- output ---- */
 
 void
@@ -561,13 +588,23 @@ nat_fwd_ready(NbNat *nat, void *obj, uint32_t events)
     nat_udp_fwd_readable(nat, fwd);
 }
 
+static bool
+nat_fwd_same_host(const NbNatHostFwd *a, const NbNatHostFwd *b)
+{
+  if (a->proto != b->proto || a->host_v6 != b->host_v6)
+    return false;
+  return a->host_v6 ? memcmp(a->host_addr6, b->host_addr6, 16) == 0 : a->host_addr == b->host_addr;
+}
+
+/* The forward listening where key says: its host port as asked, or as bound
+ * when it asked for port 0. */
 static NatFwd *
-nat_fwd_find(NbNat *nat, NbNatProto proto, uint32_t host_addr, uint16_t host_port)
+nat_fwd_find(NbNat *nat, const NbNatHostFwd *key)
 {
   for (guint i = 0; i < nat->fwds->len; i++) {
     NatFwd *f = nat->fwds->pdata[i];
-    if (f->fwd.proto == proto && f->fwd.host_addr == host_addr &&
-        (f->fwd.host_port == host_port || (host_port && f->bound_port == host_port)))
+    if (nat_fwd_same_host(&f->fwd, key) &&
+        (f->fwd.host_port == key->host_port || (key->host_port && f->bound_port == key->host_port)))
       return f;
   }
   return NULL;
@@ -585,33 +622,44 @@ nat_fwd_free(gpointer p)
 static gboolean
 nat_fwd_add(NbNat *nat, const NbNatHostFwd *fwd, GError **error)
 {
-  char addr[INET_ADDRSTRLEN];
-  struct in_addr ia = { .s_addr = htonl(fwd->host_addr) };
-  inet_ntop(AF_INET, &ia, addr, sizeof addr);
-  const char *proto = fwd->proto == NB_NAT_PROTO_TCP ? "tcp" : "udp";
-  if (fwd->host_port && nat_fwd_find(nat, fwd->proto, fwd->host_addr, fwd->host_port)) {
+  g_autofree char *rule = nb_nat_hostfwd_format(fwd);
+  if (fwd->host_port && nat_fwd_find(nat, fwd)) {
     g_set_error(error, NB_NAT_ERROR, NB_NAT_ERROR_EXISTS,
-                "a %s port forward from %s:%u already exists: remove it first", proto, addr,
-                fwd->host_port);
+                "a port forward from that host address and port already exists (“%s”): "
+                "remove it first", rule);
+    return FALSE;
+  }
+  if (fwd->guest_v6 && !nb_nat_config_guest_addr6_ok(nat->cfg, fwd->guest_addr6)) {
+    g_set_error(error, NB_NAT_ERROR, NB_NAT_ERROR_CONFIG,
+                "port forward “%s” goes to an IPv6 address the guest cannot have: give one "
+                "inside the NAT's IPv6 prefix (with ipv6=on), or leave the guest address empty "
+                "to reach the guest over IPv4", rule);
     return FALSE;
   }
   int type = fwd->proto == NB_NAT_PROTO_TCP ? SOCK_STREAM : SOCK_DGRAM;
-  int fd = socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int family = fwd->host_v6 ? AF_INET6 : AF_INET;
+  int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
     goto fail;
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(fwd->host_port),
-                            .sin_addr = ia };
-  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
-      (type == SOCK_STREAM && listen(fd, 128) < 0))
+  /* [::] is IPv6 only: 0.0.0.0 is a forward of its own, so that each
+   * address family is opened only when asked for. */
+  if (family == AF_INET6)
+    setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  NatSockaddr sa;
+  NatAddr host = fwd->host_v6 ? (NatAddr){ { 0 } } : nat_addr4(fwd->host_addr);
+  if (fwd->host_v6)
+    memcpy(host.b, fwd->host_addr6, 16);
+  socklen_t salen = nat_sockaddr_set(&sa, family, &host, fwd->host_port);
+  if (bind(fd, &sa.sa, salen) < 0 || (type == SOCK_STREAM && listen(fd, 128) < 0))
     goto fail;
-  socklen_t salen = sizeof sa;
-  getsockname(fd, (struct sockaddr *)&sa, &salen);
+  salen = sizeof sa;
+  getsockname(fd, &sa.sa, &salen);
   NatFwd *f = g_new0(NatFwd, 1);
   f->fwd = *fwd;
   f->fd = fd;
-  f->bound_port = ntohs(sa.sin_port);
+  f->bound_port = ntohs(family == AF_INET6 ? sa.in6.sin6_port : sa.in.sin_port);
   if (!nat_watch_add(nat, &f->watch, fd, EPOLLIN, nat_fwd_ready, f)) {
     g_free(f);
     goto fail;
@@ -623,25 +671,34 @@ fail:;
   int err = errno;
   if (fd >= 0)
     close(fd);
+  /* "tcp port 127.0.0.1:2222" or "tcp port [::1]:2222": the host side. */
+  char *dash = strchr(rule, '-');
+  if (dash)
+    *dash = '\0';
+  char *colon = strchr(rule, ':');
+  if (colon)
+    *colon = '\0';
   g_set_error(error, NB_NAT_ERROR, NB_NAT_ERROR_SOCKET,
-              "cannot forward %s port %s:%u: %s — pick another host port or address", proto,
-              addr, fwd->host_port, g_strerror(err));
+              "cannot forward %s port %s: %s — pick another host port or address", rule,
+              colon ? colon + 1 : rule, g_strerror(err));
   return FALSE;
 }
 
 static gboolean
-nat_fwd_remove(NbNat *nat, NbNatProto proto, uint32_t host_addr, uint16_t host_port,
-               GError **error)
+nat_fwd_remove(NbNat *nat, const NbNatHostFwd *key, GError **error)
 {
-  NatFwd *f = nat_fwd_find(nat, proto, host_addr, host_port);
+  NatFwd *f = nat_fwd_find(nat, key);
   if (!f) {
+    g_autofree char *rule = nb_nat_hostfwd_format(key);
+    char *dash = strchr(rule, '-');
+    if (dash)
+      *dash = '\0';
     g_set_error(error, NB_NAT_ERROR, NB_NAT_ERROR_NOT_FOUND,
-                "there is no %s port forward from host port %u",
-                proto == NB_NAT_PROTO_TCP ? "tcp" : "udp", host_port);
+                "there is no port forward from %s", rule);
     return FALSE;
   }
   nat_watch_remove(nat, &f->watch);
-  if (proto == NB_NAT_PROTO_UDP)
+  if (f->fwd.proto == NB_NAT_PROTO_UDP)
     nat_udp_fwd_removed(nat, f);
   g_ptr_array_remove_fast(nat->fwds, f);
   /* Connections already accepted go on: they have sockets of their own. */
@@ -715,9 +772,7 @@ nb_nat_add_hostfwd(NbNat *nat, const NbNatHostFwd *fwd, GError **error)
 }
 
 typedef struct {
-  NbNatProto proto;
-  uint32_t addr;
-  uint16_t port;
+  NbNatHostFwd key;
   uint16_t bound;
 } NatRemoveArgs;
 
@@ -725,32 +780,46 @@ static gboolean
 call_remove(NbNat *nat, gpointer data, GError **error)
 {
   NatRemoveArgs *a = data;
-  return nat_fwd_remove(nat, a->proto, a->addr, a->port, error);
+  return nat_fwd_remove(nat, &a->key, error);
+}
+
+gboolean
+nb_nat_remove_hostfwd_rule(NbNat *nat, const NbNatHostFwd *key, GError **error)
+{
+  NatRemoveArgs a = { .key = *key };
+  return nat_call(nat, call_remove, &a, error);
 }
 
 gboolean
 nb_nat_remove_hostfwd(NbNat *nat, NbNatProto proto, uint32_t host_addr, uint16_t host_port,
                       GError **error)
 {
-  NatRemoveArgs a = { proto, host_addr, host_port, 0 };
-  return nat_call(nat, call_remove, &a, error);
+  NbNatHostFwd key = { .proto = proto, .host_addr = host_addr, .host_port = host_port };
+  return nb_nat_remove_hostfwd_rule(nat, &key, error);
 }
 
 static gboolean
 call_bound(NbNat *nat, gpointer data, GError **error)
 {
   NatRemoveArgs *a = data;
-  NatFwd *f = nat_fwd_find(nat, a->proto, a->addr, a->port);
+  NatFwd *f = nat_fwd_find(nat, &a->key);
   a->bound = f ? f->bound_port : 0;
   return TRUE;
 }
 
 uint16_t
-nb_nat_hostfwd_bound_port(NbNat *nat, NbNatProto proto, uint32_t host_addr, uint16_t host_port)
+nb_nat_hostfwd_rule_bound_port(NbNat *nat, const NbNatHostFwd *key)
 {
-  NatRemoveArgs a = { proto, host_addr, host_port, 0 };
+  NatRemoveArgs a = { .key = *key };
   nat_call(nat, call_bound, &a, NULL);
   return a.bound;
+}
+
+uint16_t
+nb_nat_hostfwd_bound_port(NbNat *nat, NbNatProto proto, uint32_t host_addr, uint16_t host_port)
+{
+  NbNatHostFwd key = { .proto = proto, .host_addr = host_addr, .host_port = host_port };
+  return nb_nat_hostfwd_rule_bound_port(nat, &key);
 }
 
 static gboolean

@@ -31,14 +31,21 @@ typedef enum {
   NB_NAT_PROTO_UDP,
 } NbNatProto;
 
-/* A port forward. Addresses are in host byte order; guest_addr 0 means the
- * address the guest got from DHCP (or the first DHCP address). */
+/* A port forward. IPv4 addresses are in host byte order; guest_addr 0 means
+ * the address the guest got from DHCP (or the first DHCP address). A forward
+ * may listen on an IPv6 host address (host_v6: "[::1]:2222") and still reach
+ * the guest over IPv4, which every guest has; or reach the guest at an IPv6
+ * address inside net6 (guest_v6: "[fd00:10:0:2::15]:22"). */
 typedef struct {
   NbNatProto proto;
-  uint32_t host_addr;
+  uint32_t host_addr;       /* when !host_v6 */
   uint16_t host_port;
-  uint32_t guest_addr;
+  uint32_t guest_addr;      /* when !guest_v6 */
   uint16_t guest_port;
+  bool host_v6;
+  bool guest_v6;
+  uint8_t host_addr6[16];   /* network byte order, when host_v6 */
+  uint8_t guest_addr6[16];  /* when guest_v6 */
 } NbNatHostFwd;
 
 typedef struct {
@@ -86,8 +93,13 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(NbNatConfig, nb_nat_config_free)
  * [,hostfwd=tcp:127.0.0.1:2222-:22]...[,loopback=on|off][,restrict=on|off]
  * [,resolv-conf=PATH][,max-flows=N][,net6=PREFIX/64][,ipv6=on|off]". */
 NbNatConfig *nb_nat_config_parse(const char *text, GError **error);
-/* "tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT" (QEMU's hostfwd syntax). */
+/* "tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT" (QEMU's hostfwd syntax);
+ * an IPv6 address goes in brackets: "tcp:[::1]:2222-:22". */
 gboolean nb_nat_hostfwd_parse(const char *text, NbNatHostFwd *out, GError **error);
+/* The rule as nb_nat_hostfwd_parse() reads it back ("tcp:[::1]:2222-:22"). */
+char *nb_nat_hostfwd_format(const NbNatHostFwd *fwd);
+/* Whether a port forward may send to a: inside net6, not the engine's. */
+bool nb_nat_config_guest_addr6_ok(const NbNatConfig *config, const uint8_t a[16]);
 /* Checks that the addresses fit together (gateway inside the subnet, ...). */
 gboolean nb_nat_config_check(const NbNatConfig *config, GError **error);
 
@@ -137,3 +149,8 @@ void nb_nat_get_stats(NbNat *nat, NbNatStats *out);
  * if there is no such forward. */
 uint16_t nb_nat_hostfwd_bound_port(NbNat *nat, NbNatProto proto, uint32_t host_addr,
                                    uint16_t host_port);
+/* The same two for a forward of either family: key's proto, host address
+ * (host_v6 and host_addr6, or host_addr) and host port say which; the guest
+ * side of key is not looked at. */
+gboolean nb_nat_remove_hostfwd_rule(NbNat *nat, const NbNatHostFwd *key, GError **error);
+uint16_t nb_nat_hostfwd_rule_bound_port(NbNat *nat, const NbNatHostFwd *key);

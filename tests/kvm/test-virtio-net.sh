@@ -3,8 +3,14 @@
 # gets its lease (10.0.2.15, router 10.0.2.2, DNS 10.0.2.3), the guest
 # downloads a file from an HTTP server on the host's loopback through the
 # gateway address and checks it, and serves busybox httpd, which the host
-# fetches through a hostfwd port forward. A second machine has two NICs:
-# one on a subnet and MAC address of its own, one with the defaults.
+# fetches through a hostfwd port forward. Over IPv6, in the same boot: the
+# guest kernel makes its SLAAC address from the engine's router
+# advertisement, pings the gateway's fd00:10:0:2::2, resolves a name through
+# the DNS address fd00:10:0:2::3 (forwarded to a DNS server on the host's
+# ::1), downloads a file from an HTTP server on the host's ::1 through the
+# gateway, and the host fetches from the guest's httpd through a forward
+# listening on [::1]. A second machine has two NICs: one on a subnet and
+# MAC address of its own, one with the defaults.
 source "$(dirname "$0")/lib.sh"
 export NB_MODULES=virtio_net
 here=$(cd "$(dirname "$0")" && pwd)
@@ -47,6 +53,19 @@ web_pid=$!
 fwd_port=$(port)
 served_sha=$(yes nestbox-guest-http | head -c 3000000 | sha256sum | cut -d' ' -f1)
 
+# IPv6 on the host side: an HTTP server and a DNS server on ::1, the
+# engine's resolver for the guest's queries to fd00:10:0:2::3.
+ip -6 addr show dev lo 2>/dev/null | grep -q 'inet6 ::1/128' || nb_fail "the host has no ::1 on lo: the IPv6 checks below will fail"
+head -c 1M /dev/urandom > "$NB_WORK/www/download6"
+down6_sha=$(sha256sum < "$NB_WORK/www/download6" | cut -d' ' -f1)
+web6_port=$(port)
+busybox httpd -f -p "[::1]:$web6_port" -h "$NB_WORK/www" &
+web6_pid=$!
+python3 "$here/../net/nat-peer.py" dns-server ::1 host6.nestbox.test=fd00:10:0:2::2 > "$NB_WORK/dns6.log" 2>&1 &
+dns6_pid=$!
+echo "nameserver ::1" > "$NB_WORK/resolv6.conf"
+fwd6_port=$(port)
+
 initrd=$(net_initrd nat "$guest_dhcp
 dhcp 0
 echo \"ROUTE \$(ip route | grep ^default)\"
@@ -54,6 +73,25 @@ if timeout 180 wget -q -O /tmp/download http://10.0.2.2:$web_port/download; then
   echo \"DOWNLOAD \$(sha256sum /tmp/download | cut -d' ' -f1)\"
 else
   echo DOWNLOAD-FAILED
+fi
+[ -e /proc/net/if_inet6 ] && echo IPV6-KERNEL
+i=0
+while ! ip -6 addr show dev eth0 scope global | grep -v tentative | grep -q \"inet6 fd00:10:0:2:\"; do
+  i=\$((i + 1))
+  [ \$i -gt 60 ] && break
+  sleep 0.5
+done
+echo \"ADDR6 \$(ip -6 addr show dev eth0 scope global | sed -n 's/.*inet6 \\([^ ]*\\).*/\\1/p' | head -n 1)\"
+echo \"ROUTE6 \$(ip -6 route | grep ^default)\"
+ping6 -c 2 -W 5 fd00:10:0:2::2 > /tmp/ping6.log 2>&1 && echo PING6-GATEWAY-OK
+nslookup -type=AAAA host6.nestbox.test fd00:10:0:2::3 > /tmp/ns6.log 2>&1
+a6=\$(awk '/^Name:/ { n = 1 } n && /^Address/ { print \$NF; exit }' /tmp/ns6.log)
+echo \"RESOLVED6 \$a6\"
+if [ -n \"\$a6\" ] && timeout 120 wget -q -O /tmp/download6 \"http://[\$a6]:$web6_port/download6\"; then
+  echo \"DOWNLOAD6 \$(sha256sum /tmp/download6 | cut -d' ' -f1)\"
+else
+  echo DOWNLOAD6-FAILED
+  cat /tmp/ns6.log
 fi
 mkdir -p /www
 yes nestbox-guest-http | head -c 3000000 > /www/served
@@ -70,7 +108,8 @@ echo \"HTTPD-SERVED \$(grep -c response:200 /tmp/httpd.log)\"
 NB_LOG=$NB_WORK/nat.log
 timeout -k 5 600 "$NESTBOX_VM" --kernel "$NESTBOX_GUEST_DIR/vmlinuz" --initrd "$initrd" --memory 256M \
   --append "console=ttyS0 nestbox.modules=$NB_MODULES panic=-1 quiet" --serial "file:$NB_LOG" \
-  --net "nat,hostfwd=tcp:127.0.0.1:$fwd_port-:80" > "$NB_WORK/nat.stderr" 2>&1 &
+  --net "nat,resolv-conf=$NB_WORK/resolv6.conf,hostfwd=tcp:127.0.0.1:$fwd_port-:80,hostfwd=tcp:[::1]:$fwd6_port-:80" \
+  > "$NB_WORK/nat.stderr" 2>&1 &
 vm=$!
 for _ in $(seq 1100); do
   grep -aq '^HTTPD-READY' "$NB_LOG" 2>/dev/null && break
@@ -86,6 +125,14 @@ if grep -aq '^HTTPD-READY' "$NB_LOG" 2>/dev/null &&
 else
   nb_fail "the host could not fetch the guest's file through hostfwd port $fwd_port"
 fi
+NB_CHECKS=$((NB_CHECKS + 1))
+if grep -aq '^HTTPD-READY' "$NB_LOG" 2>/dev/null &&
+   timeout 120 busybox wget -q -O "$fetched.6" "http://[::1]:$fwd6_port/served" &&
+   [ "$(sha256sum < "$fetched.6" | cut -d' ' -f1)" = "$served_sha" ]; then
+  nb_pass "the host fetched 3 MB from the guest's httpd through hostfwd tcp:[::1]:$fwd6_port-:80"
+else
+  nb_fail "the host could not fetch the guest's file through hostfwd [::1]:$fwd6_port"
+fi
 # (busybox wget's -T crashes: timeout(1) bounds it instead.)
 timeout 60 busybox wget -q -O /dev/null "http://127.0.0.1:$fwd_port/done" 2>/dev/null
 wait $vm
@@ -98,7 +145,14 @@ nb_expect "DHCP router 10.0.2.2" "^LEASE0 .*router=10\.0\.2\.2 "
 nb_expect "DHCP DNS 10.0.2.3" "^LEASE0 .*dns=10\.0\.2\.3 "
 nb_expect "default route through the gateway" "^ROUTE default via 10\.0\.2\.2 dev eth0"
 nb_expect "the guest downloaded 4 MiB from the host's loopback intact" "^DOWNLOAD $down_sha"
-nb_expect "the guest's httpd served the host" "^HTTPD-SERVED [1-9]"
+nb_expect "the guest's httpd served the host (over IPv4 and IPv6)" "^HTTPD-SERVED ([2-9]|[1-9][0-9])"
+nb_expect "the guest kernel has IPv6 (/proc/net/if_inet6)" "^IPV6-KERNEL"
+nb_expect "SLAAC address in fd00:10:0:2::/64 from the router advertisement" "^ADDR6 fd00:10:0:2:[0-9a-f:]+/64"
+nb_expect "IPv6 default route through fe80::2" "^ROUTE6 default via fe80::2 dev eth0"
+nb_expect "ping6 the gateway fd00:10:0:2::2" "^PING6-GATEWAY-OK"
+nb_expect "AAAA look-up through fd00:10:0:2::3, answered by the host's ::1" "^RESOLVED6 fd00:10:0:2::2[[:space:]]*$"
+nb_expect "the guest downloaded 1 MiB from the host's ::1 over IPv6 intact" "^DOWNLOAD6 $down6_sha"
+kill $web6_pid $dns6_pid 2>/dev/null
 
 # A port forward from a host port that is taken (the web server's) is a
 # configuration error, said before the guest starts.

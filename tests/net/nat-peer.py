@@ -106,6 +106,42 @@ def tcp_echo_server(addr, port):
                     c.close()
 
 
+def _plain(a):
+    """An address as a user writes it: IPv4-mapped ones as IPv4."""
+    return a[7:] if a.startswith("::ffff:") else a
+
+
+def tcp_whoami(port):
+    """On [::]:port (both families): tells each client "PEER at LOCAL"."""
+    ls = socket.socket(socket.AF_INET6)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    ls.bind(("::", int(port)))
+    ls.listen(16)
+    print("ready", flush=True)
+    while True:
+        c, peer = ls.accept()
+        local = c.getsockname()
+        c.sendall(("%s at %s\n" % (_plain(peer[0]), _plain(local[0]))).encode())
+        c.close()
+
+
+def tcp_read(addr, port):
+    """Prints what a server at addr:port says."""
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    with socket.socket(family) as s:
+        s.settimeout(5)
+        s.connect((addr, int(port)))
+        data = b""
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            data += b
+    sys.stdout.write(data.decode())
+    return 0
+
+
 def tcp_many(addr, port, count):
     """Opens count connections, all held open, then checks each one echoes."""
     count = int(count)
@@ -182,6 +218,10 @@ def main():
         return udp_ask(*args)
     elif cmd == "tcp-echo-server":
         tcp_echo_server(*args)
+    elif cmd == "tcp-whoami":
+        tcp_whoami(*args)
+    elif cmd == "tcp-read":
+        return tcp_read(*args)
     elif cmd == "tcp-many":
         return tcp_many(*args)
     elif cmd == "ra-dump":

@@ -171,6 +171,12 @@ stdin_line(GIOChannel *ch, GIOCondition cond, gpointer data)
     NbNatHostFwd fwd;
     if (nb_nat_hostfwd_parse(w[1], &fwd, &error) && nb_nat_add_hostfwd(tap->nat, &fwd, &error))
       printf("ok\n");
+  } else if (w[0] && !strcmp(w[0], "remove") && w[1] && !w[2]) {
+    /* "remove tcp:[::1]:2222": the host side of a rule, either family. */
+    g_autofree char *full = g_strconcat(w[1], "-:1", NULL);
+    NbNatHostFwd key;
+    if (nb_nat_hostfwd_parse(full, &key, &error) && nb_nat_remove_hostfwd_rule(tap->nat, &key, &error))
+      printf("ok\n");
   } else if (w[0] && !strcmp(w[0], "remove") && w[1] && w[2] && w[3]) {
     struct in_addr a;
     if (inet_pton(AF_INET, w[2], &a) != 1) {

@@ -5,7 +5,7 @@
 # guest's user would do.
 #
 # Usage: test-nat-netns.sh PATH/TO/nb-nat-tap TEST
-# TEST: dhcp ping dns http noloopback hostfwd udp tcp-many iperf3 ipv6; a TEST
+# TEST: dhcp ping dns http noloopback hostfwd udp tcp-many iperf3 ipv6 hostfwd6; a TEST
 # with the suffix -offload runs with the TAP's checksum and TSO offloads on,
 # as a virtio-net guest negotiates them.
 set -u
@@ -295,6 +295,87 @@ t_iperf3() {
 
 # IPv6: the kernel in the namespace configures itself from the engine's
 # router advertisement (SLAAC), then pings, resolves and downloads over IPv6.
+# IPv6 on in the namespace: new interfaces take it, as a host (not a router)
+# that accepts advertisements and makes its own addresses. (/proc/sys/net is
+# the namespace's own under ip netns exec.)
+ns_ipv6_on() {
+  [ -d /proc/sys/net/ipv6 ] || skip "the kernel has no IPv6"
+  in_ns sh -c 'c=/proc/sys/net/ipv6/conf
+    echo 0 > $c/all/disable_ipv6 && echo 0 > $c/default/disable_ipv6 &&
+    echo 0 > $c/all/forwarding && echo 1 > $c/default/accept_ra &&
+    echo 1 > $c/default/autoconf' || skip "cannot turn IPv6 on in the namespace"
+}
+
+# slaac_addr: waits for the TAP's global address from the advertisement;
+# sets addr.
+slaac_addr() {
+  addr=""
+  for _ in $(seq 150); do
+    addr=$(in_ns ip -6 -o addr show dev "$tap" scope global -tentative | awk '{print $4}' | cut -d/ -f1 | head -n 1)
+    [ -n "$addr" ] && break
+    sleep 0.1
+  done
+  [ -n "$addr" ] || fail "no address from the router advertisement: $(in_ns ip -6 addr show dev "$tap")"
+}
+
+# Port forwards listening on the host's ::1: to the guest's IPv4 address
+# (the default) and to its SLAAC address, added and removed at run time.
+t_hostfwd6() {
+  ip -6 addr show dev lo | grep -q '::1/128' || skip "the host has no IPv6 loopback"
+  mkdir -p "$work/www"
+  head -c 2000000 /dev/urandom > "$work/www/file.bin"
+  local p1 p2 p3 p4 addr want got
+  p1=$(port)
+  p2=$(port)
+  p3=$(port)
+  p4=$(port)
+  ns_ipv6_on
+  start_nat "hostfwd=tcp:[::1]:$p1-:80"
+  dhcp
+  slaac_addr
+  in_ns busybox httpd -f -p 80 -h "$work/www" &
+  pids+=($!)
+  sleep 0.3
+  want=$(sha256sum < "$work/www/file.bin")
+  got=$(timeout 10 busybox wget -q -O - "http://[::1]:$p1/file.bin" | sha256sum)
+  [ "$want" = "$got" ] || fail "download through hostfwd tcp:[::1]:$p1-:80: SHA-256 differs"
+  if timeout 3 busybox wget -q -O /dev/null "http://127.0.0.1:$p1/file.bin" 2>/dev/null; then
+    fail "a forward on [::1] also answers on 127.0.0.1"
+  fi
+  ok "a server in the guest answers [::1]:$p1 through hostfwd tcp:[::1]:$p1-:80 (to 10.0.2.15), SHA-256 matches"
+
+  # Who the guest's server sees, and where: over IPv4 the host's ::1 is
+  # the gateway 10.0.2.2, over IPv6 it is fd00:10:0:2::2.
+  in_ns $peer tcp-whoami 8081 > "$work/whoami.log" 2>&1 &
+  pids+=($!)
+  wait_ready "$work/whoami.log" "the guest's whoami server"
+  [ "$(nat_cmd "add tcp:[::1]:$p3-:8081")" = ok ] || fail "adding tcp:[::1]:$p3-:8081 at run time"
+  got=$($peer tcp-read ::1 "$p3") || fail "no answer through tcp:[::1]:$p3-:8081"
+  [ "$got" = "10.0.2.2 at 10.0.2.15" ] || fail "through tcp:[::1]:$p3-:8081 the guest saw: $got"
+  ok "a connection to [::1]:$p3 arrives at the guest's 10.0.2.15:8081 from 10.0.2.2"
+  [ "$(nat_cmd "add tcp:[::1]:$p2-[$addr]:80")" = ok ] || fail "adding tcp:[::1]:$p2-[$addr]:80 at run time"
+  [ "$(nat_cmd "add tcp:[::1]:$p4-[$addr]:8081")" = ok ] || fail "adding tcp:[::1]:$p4-[$addr]:8081 at run time"
+  got=$(timeout 10 busybox wget -q -O - "http://[::1]:$p2/file.bin" | sha256sum)
+  [ "$want" = "$got" ] || fail "download through the forward to the guest's IPv6 address $addr"
+  got=$($peer tcp-read ::1 "$p4") || fail "no answer through tcp:[::1]:$p4-[$addr]:8081"
+  [ "$got" = "fd00:10:0:2::2 at $addr" ] || fail "through tcp:[::1]:$p4-[$addr]:8081 the guest saw: $got"
+  ok "forwards to the guest's SLAAC address $addr added while running: download SHA-256 matches, the guest sees fd00:10:0:2::2"
+  [ "$(nat_cmd "remove tcp:[::1]:$p2")" = ok ] || fail "removing tcp:[::1]:$p2 at run time"
+  if timeout 3 busybox wget -q -O /dev/null "http://[::1]:$p2/file.bin" 2>/dev/null; then
+    fail "the removed IPv6 port forward still answers"
+  fi
+  ok "IPv6 port forward removed while running"
+  case "$(nat_cmd "add tcp:[::1]:$p1-:80")" in
+    error:*exists*) ok "a duplicate IPv6 port forward is refused with a clear error" ;;
+    *) fail "a duplicate IPv6 port forward was not refused" ;;
+  esac
+  case "$(nat_cmd "add tcp:[::1]:$p2-[fd00:99::1]:80")" in
+    error:*"IPv6 address the guest cannot have"*) ok "a forward to an IPv6 address outside net6 is refused" ;;
+    *) fail "a forward to an address outside net6 was not refused" ;;
+  esac
+  stop_nat
+}
+
 t_ipv6() {
   mkdir -p "$work/www"
   head -c 3000000 /dev/urandom > "$work/www/file.bin"
@@ -381,6 +462,7 @@ case "$name" in
   tcp-many) t_tcp_many ;;
   iperf3) t_iperf3 ;;
   ipv6) t_ipv6 ;;
+  hostfwd6) t_hostfwd6 ;;
   *) echo "unknown test $name"; exit 2 ;;
 esac
 exit 0

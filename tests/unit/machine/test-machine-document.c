@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "machine/machine-document.h"
+#include "net/nat.h"
 #include "machine/machine-registry.h"
 
 static const char *good =
@@ -91,6 +92,10 @@ static void test_parse_bad(void)
     { "[machine]\nname=a\n[disk:x]\npath=x\n", "m.ini:3: [disk:x]: unknown group" },
     { "[machine]\nname=a\n[net:0]\nmode=bridged\n", "m.ini:4: [net:0] mode" },
     { "[machine]\nname=a\n[net:0]\nnet=10.0.2.0/99\n", "m.ini:4: [net:0] net" },
+    { "[machine]\nname=a\n[net:0]\nnet6=fd00:1::/48\n", "m.ini:4: [net:0] net6: --net option net6=fd00:1::/48 is not valid" },
+    { "[machine]\nname=a\n[net:0]\nnet6=fe80::/64\n", "m.ini:4: [net:0] net6" },
+    { "[machine]\nname=a\n[net:0]\nmode=nat\nnet6=fd00:1::/64,restrict=on\n", "m.ini:5: [net:0] net6: a value may not hold a comma" },
+    { "[machine]\nname=a\n[net:0]\nipv6=maybe\n", "m.ini:4: [net:0] ipv6: --net option ipv6=maybe is not valid: expected on or off" },
     { "[machine]\nname=a\n[display]\ntype=spice\n", "m.ini:4: [display] type" },
     { "[machine]\nname=a\n[display]\ntype=vnc\nlisten=127.0.0.1:100\n", "m.ini:5: [display] listen" },
     { "[machine]\nname=a\n[display]\ntype=vnc\nlisten=:1,websocket=9\n", "m.ini:5: [display] listen" },
@@ -110,6 +115,46 @@ static void test_parse_bad(void)
     if (!strstr(error->message, cases[i].expect))
       g_error("case %zu: '%s' lacks '%s'", i, error->message, cases[i].expect);
   }
+}
+
+/* [net:N] net6= and ipv6= reach the NAT engine as --net's options do. */
+static void test_net_ipv6(void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NbMachineDocument) doc = nb_machine_document_parse("/m/v6", "v6.ini",
+      "[machine]\nname=v6\n[boot]\nkernel=vmlinuz\n"
+      "[net:0]\nmode=nat\nnet6=fd00:aa:bb:cc::/64\nhostfwd=tcp:[::1]:2222-:22\n"
+      "[net:1]\nmode=nat\nipv6=off\n", &error);
+  g_assert_no_error(error);
+  NbVmOptions o = { 0 };
+  g_assert_true(nb_machine_document_to_vm_options(doc, &o, &error));
+  g_assert_cmpstr(o.nets[0], ==, "nat,net6=fd00:aa:bb:cc::/64,hostfwd=tcp:[::1]:2222-:22");
+  g_assert_cmpstr(o.nets[1], ==, "nat,ipv6=off");
+  g_autoptr(NbNatConfig) c0 = nb_nat_config_parse(o.nets[0], &error);
+  g_assert_no_error(error);
+  static const uint8_t want[16] = { 0xfd, 0x00, 0x00, 0xaa, 0x00, 0xbb, 0x00, 0xcc };
+  g_assert_true(c0->ipv6);
+  g_assert_cmpmem(c0->net6, 16, want, 16);
+  g_autoptr(NbNatConfig) c1 = nb_nat_config_parse(o.nets[1], &error);
+  g_assert_no_error(error);
+  g_assert_false(c1->ipv6);
+  nb_vm_options_clear(&o);
+  /* Saved and read back, the keys stay. */
+  g_autofree char *text = nb_machine_document_to_data(doc);
+  g_assert_nonnull(strstr(text, "net6=fd00:aa:bb:cc::/64"));
+  g_assert_nonnull(strstr(text, "ipv6=off"));
+  g_autoptr(NbMachineDocument) again = nb_machine_document_parse("/m/v6", "v6.ini", text, &error);
+  g_assert_no_error(error);
+  g_assert_cmpstr(((NbMachineNet *)again->nets->pdata[0])->net6, ==, "fd00:aa:bb:cc::/64");
+  g_assert_cmpstr(((NbMachineNet *)again->nets->pdata[1])->ipv6, ==, "off");
+  /* nestboxctl set takes them the same way. */
+  g_assert_true(nb_machine_document_set(again, "net:1.net6=fd00:1:2:3::/64", &error));
+  g_assert_no_error(error);
+  g_assert_cmpstr(((NbMachineNet *)again->nets->pdata[1])->net6, ==, "fd00:1:2:3::/64");
+  g_assert_false(nb_machine_document_set(again, "net:0.ipv6=sometimes", &error));
+  g_assert_nonnull(strstr(error->message, "[net:0] ipv6"));
+  g_clear_error(&error);
+  g_assert_cmpstr(((NbMachineNet *)again->nets->pdata[0])->ipv6, ==, NULL);
 }
 
 static void test_display_vnc(void)
@@ -259,6 +304,7 @@ int main(int argc, char **argv)
   g_test_add_func("/machine-document/parse-bad", test_parse_bad);
   g_test_add_func("/machine-document/firmware-bios", test_firmware_bios);
   g_test_add_func("/machine-document/set", test_set);
+  g_test_add_func("/machine-document/net-ipv6", test_net_ipv6);
   g_test_add_func("/machine-document/display-vnc", test_display_vnc);
   g_test_add_func("/machine-document/display-sdl", test_display_sdl);
   g_test_add_func("/machine-document/atomic-write", test_atomic_write);

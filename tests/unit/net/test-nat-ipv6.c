@@ -967,6 +967,281 @@ test_config6(void)
   g_assert_false(small->ipv6);
 }
 
+/* ---- port forwards on IPv6 host addresses ---- */
+
+/* A client socket connected (or connecting) to [::1]:port. */
+static int
+connect6(int type, uint16_t port)
+{
+  int c = socket(AF_INET6, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  struct sockaddr_in6 sa = { .sin6_family = AF_INET6, .sin6_port = htons(port),
+                             .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+  connect(c, (struct sockaddr *)&sa, sizeof sa);
+  return c;
+}
+
+static bool
+have_loopback6(void)
+{
+  int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in6 sa = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+  bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+  if (fd >= 0)
+    close(fd);
+  return ok;
+}
+
+/* Reads n bytes from a non-blocking socket while the engine runs. */
+static void
+recv_all(Harness *h, int fd, char *buf, size_t n)
+{
+  size_t got = 0;
+  for (int i = 0; i < 400 && got < n; i++) {
+    harness_run(h, 5);
+    ssize_t r = recv(fd, buf + got, n - got, MSG_DONTWAIT);
+    if (r > 0)
+      got += (size_t)r;
+  }
+  g_assert_cmpuint(got, ==, n);
+}
+
+/* The usual case: listen on the host's ::1, reach the guest over the IPv4
+ * address DHCP gave it; the host peer shows as the gateway. */
+static void
+test_hostfwd6_to_guest4(void)
+{
+  if (!have_loopback6()) {
+    g_test_skip("this host has no IPv6 loopback");
+    return;
+  }
+  Harness *h = harness_new(NULL);
+  NbNatHostFwd fwd;
+  g_autoptr(GError) error = NULL;
+  g_assert_true(nb_nat_hostfwd_parse("tcp:[::1]:0-:22", &fwd, &error));
+  g_assert_true(fwd.host_v6);
+  g_assert_false(fwd.guest_v6);
+  g_assert_true(nb_nat_add_hostfwd(h->nat, &fwd, &error));
+  g_assert_no_error(error);
+  uint16_t port = nb_nat_hostfwd_rule_bound_port(h->nat, &fwd);
+  g_assert_cmpuint(port, !=, 0);
+  /* The IPv4 look-up does not find the IPv6 forward. */
+  g_assert_cmpuint(nb_nat_hostfwd_bound_port(h->nat, NB_NAT_PROTO_TCP, INADDR_LOOPBACK, 0), ==, 0);
+
+  int c = connect6(SOCK_STREAM, port);
+  GByteArray *r = harness_wait(h, 1000);
+  g_assert_nonnull(r);
+  RxIp ip = rx_ip(r);
+  g_assert_cmpuint(ip.proto, ==, NB_IP_PROTO_TCP);
+  g_assert_cmpuint(ip.src, ==, GW_IP);
+  g_assert_cmpuint(ip.dst, ==, GUEST_IP);
+  g_assert_cmpuint(ip.l4[13], ==, NB_TCP_SYN);
+  g_assert_cmpuint(nb_rd16(ip.l4 + 2), ==, 22);
+  uint16_t rport = nb_rd16(ip.l4);
+  uint32_t hseq = nb_rd32(ip.l4 + 4) + 1;
+
+  /* The guest accepts; data goes both ways. */
+  uint8_t f[2048];
+  uint32_t gseq = 9000;
+  harness_clear(h);
+  harness_send(h, f, build_tcp(f, GW_IP, 22, rport, gseq, hseq, NB_TCP_SYN | NB_TCP_ACK, 65535,
+                               NULL, 0, NULL, 0));
+  gseq++;
+  harness_run(h, 10);
+  harness_send(h, f, build_tcp(f, GW_IP, 22, rport, gseq, hseq, NB_TCP_ACK | NB_TCP_PSH, 65535,
+                               NULL, 0, "SSH-2.0-guest\r\n", 15));
+  gseq += 15;
+  char buf[64];
+  recv_all(h, c, buf, 15);
+  g_assert_cmpmem(buf, 15, "SSH-2.0-guest\r\n", 15);
+  harness_clear(h);
+  g_assert_cmpint(send(c, "from ::1", 8, 0), ==, 8);
+  bool seen = false;
+  while (!seen && (r = harness_wait(h, 1000))) {
+    ip = rx_ip(r);
+    size_t doff = (size_t)(ip.l4[12] >> 4) * 4;
+    if (ip.l4_len == doff)
+      continue;
+    g_assert_cmpuint(ip.src, ==, GW_IP);
+    g_assert_cmpuint(nb_rd32(ip.l4 + 4), ==, hseq);
+    g_assert_cmpuint(ip.l4_len - doff, ==, 8);
+    g_assert_cmpmem(ip.l4 + doff, 8, "from ::1", 8);
+    seen = true;
+  }
+  g_assert_true(seen);
+  close(c);
+
+  /* Removed while running: the port no longer takes connections. */
+  NbNatHostFwd key;
+  g_autofree char *text = g_strdup_printf("tcp:[::1]:%u-:1", port);
+  g_assert_true(nb_nat_hostfwd_parse(text, &key, &error));
+  g_assert_true(nb_nat_remove_hostfwd_rule(h->nat, &key, &error));
+  g_assert_false(nb_nat_remove_hostfwd_rule(h->nat, &key, &error));
+  g_assert_error(error, NB_NAT_ERROR, NB_NAT_ERROR_NOT_FOUND);
+  g_assert_nonnull(strstr(error->message, "[::1]"));
+  g_clear_error(&error);
+  harness_run(h, 5);
+  c = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in6 sa = { .sin6_family = AF_INET6, .sin6_port = htons(port),
+                             .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+  g_assert_cmpint(connect(c, (struct sockaddr *)&sa, sizeof sa), <, 0);
+  close(c);
+  harness_free(h);
+}
+
+/* A forward to the guest's IPv6 address: the SYN comes over IPv6, from the
+ * gateway's PREFIX::2 (the host's ::1). */
+static void
+test_hostfwd6_to_guest6(void)
+{
+  if (!have_loopback6()) {
+    g_test_skip("this host has no IPv6 loopback");
+    return;
+  }
+  Harness *h = harness_new("hostfwd=tcp:[::1]:0-[fd00:10:0:2::15]:80");
+  NbNatHostFwd key;
+  g_autoptr(GError) error = NULL;
+  g_assert_true(nb_nat_hostfwd_parse("tcp:[::1]:0-:1", &key, &error));
+  uint16_t port = nb_nat_hostfwd_rule_bound_port(h->nat, &key);
+  g_assert_cmpuint(port, !=, 0);
+  assert_alive6(h); /* the guest has spoken: the engine knows its MAC */
+  int c = connect6(SOCK_STREAM, port);
+  uint8_t flags;
+  uint32_t seq, ack;
+  int mss;
+  GByteArray *r = harness_wait(h, 1000);
+  RxIp6 ip = rx_tcp6(r, &flags, &seq, &ack, &mss);
+  g_assert_cmpuint(flags, ==, NB_TCP_SYN);
+  g_assert_cmpmem(ip.src, 16, gw_ip6, 16);
+  g_assert_cmpmem(ip.dst, 16, guest_ip6, 16);
+  g_assert_cmpint(mss, ==, 1500 - 40 - 20);
+  uint16_t rport = nb_rd16(r->data + NB_ETH_HLEN + NB_IP6_HLEN);
+  g_assert_cmpuint(nb_rd16(r->data + NB_ETH_HLEN + NB_IP6_HLEN + 2), ==, 80);
+  uint32_t hseq = seq + 1, gseq = 100;
+  uint8_t f[2048];
+  harness_clear(h);
+  harness_send(h, f, build_tcp6(f, gw_ip6, 80, rport, gseq, hseq, NB_TCP_SYN | NB_TCP_ACK, 65535,
+                                NULL, 0, NULL, 0));
+  gseq++;
+  harness_run(h, 10);
+  harness_send(h, f, build_tcp6(f, gw_ip6, 80, rport, gseq, hseq, NB_TCP_ACK | NB_TCP_PSH, 65535,
+                                NULL, 0, "HTTP/1.0 200 OK\r\n", 17));
+  char buf[32];
+  recv_all(h, c, buf, 17);
+  g_assert_cmpmem(buf, 17, "HTTP/1.0 200 OK\r\n", 17);
+  close(c);
+  harness_free(h);
+}
+
+/* UDP from [::1] to the guest's IPv4 port, and the reply back to the
+ * host peer through the forward's socket. */
+static void
+test_hostfwd6_udp(void)
+{
+  if (!have_loopback6()) {
+    g_test_skip("this host has no IPv6 loopback");
+    return;
+  }
+  Harness *h = harness_new("hostfwd=udp:[::1]:0-:7777");
+  NbNatHostFwd key;
+  g_autoptr(GError) error = NULL;
+  g_assert_true(nb_nat_hostfwd_parse("udp:[::1]:0-:1", &key, &error));
+  uint16_t port = nb_nat_hostfwd_rule_bound_port(h->nat, &key);
+  g_assert_cmpuint(port, !=, 0);
+  int c = connect6(SOCK_DGRAM, port);
+  g_assert_cmpint(send(c, "query", 5, 0), ==, 5);
+  GByteArray *r = harness_wait(h, 1000);
+  g_assert_nonnull(r);
+  RxIp ip = rx_ip(r);
+  g_assert_cmpuint(ip.proto, ==, NB_IP_PROTO_UDP);
+  g_assert_cmpuint(ip.src, ==, GW_IP);
+  g_assert_cmpuint(ip.dst, ==, GUEST_IP);
+  g_assert_cmpuint(nb_rd16(ip.l4 + 2), ==, 7777);
+  g_assert_cmpmem(ip.l4 + 8, 5, "query", 5);
+  uint16_t rport = nb_rd16(ip.l4);
+  uint8_t f[256];
+  harness_send(h, f, build_udp(f, GUEST_IP, 7777, GW_IP, rport, "answer", 6));
+  char buf[16];
+  recv_all(h, c, buf, 6);
+  g_assert_cmpmem(buf, 6, "answer", 6);
+  close(c);
+  harness_free(h);
+}
+
+/* Parsing, printing and refusals of IPv6 forwards. */
+static void
+test_hostfwd6_config(void)
+{
+  static const char *round[] = {
+    "tcp:[::1]:2222-:22", "udp:[::]:53-:53", "tcp:[::1]:8080-[fd00:10:0:2::15]:80",
+    "tcp:127.0.0.1:2222-:22", "tcp:0.0.0.0:80-10.0.2.20:8080",
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS(round); i++) {
+    NbNatHostFwd fwd;
+    g_autoptr(GError) error = NULL;
+    g_assert_true(nb_nat_hostfwd_parse(round[i], &fwd, &error));
+    g_autofree char *back = nb_nat_hostfwd_format(&fwd);
+    g_assert_cmpstr(back, ==, round[i]);
+  }
+  static const char *bad_syntax[] = {
+    "tcp:[::1:2222-:22", "tcp:::1:2222-:22", "tcp:[]:2222-:22", "tcp:[fe80::1%lo]:2222-:22",
+    "tcp:[10.0.2.2]:2222-:22", "tcp:[::1]:2222-[::1:22", "tcp:[::1]2222-:22",
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS(bad_syntax); i++) {
+    NbNatHostFwd fwd;
+    g_autoptr(GError) error = NULL;
+    if (nb_nat_hostfwd_parse(bad_syntax[i], &fwd, &error))
+      g_error("“%s” was taken", bad_syntax[i]);
+    g_assert_error(error, NB_NAT_ERROR, NB_NAT_ERROR_CONFIG);
+  }
+  /* Guest addresses the guest cannot have. */
+  static const char *bad_guest[] = {
+    "nat,hostfwd=tcp:[::1]:1-[fd00:99::15]:22",          /* outside net6 */
+    "nat,hostfwd=tcp:[::1]:1-[fd00:10:0:2::2]:22",       /* the gateway's */
+    "nat,hostfwd=tcp:[::1]:1-[fd00:10:0:2::]:22",        /* the subnet-router anycast */
+    "nat,ipv6=off,hostfwd=tcp:[::1]:1-[fd00:10:0:2::15]:22",
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS(bad_guest); i++) {
+    g_autoptr(GError) error = NULL;
+    g_autoptr(NbNatConfig) c = nb_nat_config_parse(bad_guest[i], &error);
+    g_assert_null(c);
+    g_assert_error(error, NB_NAT_ERROR, NB_NAT_ERROR_CONFIG);
+    g_assert_nonnull(strstr(error->message, "IPv6 address the guest cannot have"));
+  }
+  /* A moved net6 moves what a forward may reach. */
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NbNatConfig) c = nb_nat_config_parse(
+    "nat,hostfwd=tcp:[::1]:1-[2001:db8:0:7::abc]:22,net6=2001:db8:0:7::/64", &error);
+  g_assert_no_error(error);
+  g_assert_nonnull(c);
+  g_assert_true(g_array_index(c->hostfwds, NbNatHostFwd, 0).guest_v6);
+  /* Added while running, the same check applies. */
+  Harness *h = harness_new(NULL);
+  NbNatHostFwd fwd;
+  g_assert_true(nb_nat_hostfwd_parse("tcp:[::1]:0-[2001:db8:0:7::abc]:22", &fwd, &error));
+  g_assert_false(nb_nat_add_hostfwd(h->nat, &fwd, &error));
+  g_assert_error(error, NB_NAT_ERROR, NB_NAT_ERROR_CONFIG);
+  g_clear_error(&error);
+  /* IPv4 and IPv6 forwards of one port live side by side ([::] is IPv6
+   * only), and each is removed on its own. */
+  if (have_loopback6()) {
+    NbNatHostFwd v4, v6;
+    g_assert_true(nb_nat_hostfwd_parse("tcp:127.0.0.1:0-:22", &v4, &error));
+    g_assert_true(nb_nat_add_hostfwd(h->nat, &v4, &error));
+    uint16_t port = nb_nat_hostfwd_bound_port(h->nat, NB_NAT_PROTO_TCP, INADDR_LOOPBACK, 0);
+    g_autofree char *text = g_strdup_printf("tcp:[::]:%u-:22", port);
+    g_assert_true(nb_nat_hostfwd_parse(text, &v6, &error));
+    if (!nb_nat_add_hostfwd(h->nat, &v6, &error))
+      g_error("[::]:%u beside 127.0.0.1:%u: %s", port, port, error->message);
+    g_assert_false(nb_nat_add_hostfwd(h->nat, &v6, &error));
+    g_assert_error(error, NB_NAT_ERROR, NB_NAT_ERROR_EXISTS);
+    g_clear_error(&error);
+    g_assert_true(nb_nat_remove_hostfwd(h->nat, NB_NAT_PROTO_TCP, INADDR_LOOPBACK, port, &error));
+    g_assert_cmpuint(nb_nat_hostfwd_rule_bound_port(h->nat, &v6), ==, port);
+    g_assert_true(nb_nat_remove_hostfwd_rule(h->nat, &v6, &error));
+  }
+  harness_free(h);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -985,5 +1260,9 @@ main(int argc, char **argv)
   g_test_add_func("/nat6/bad/ip6-header", test_bad_ip6);
   g_test_add_func("/nat6/bad/extension-headers", test_bad_ext_headers);
   g_test_add_func("/nat6/bad/ndp", test_bad_ndp);
+  g_test_add_func("/nat6/hostfwd/to-guest-ipv4", test_hostfwd6_to_guest4);
+  g_test_add_func("/nat6/hostfwd/to-guest-ipv6", test_hostfwd6_to_guest6);
+  g_test_add_func("/nat6/hostfwd/udp", test_hostfwd6_udp);
+  g_test_add_func("/nat6/hostfwd/config", test_hostfwd6_config);
   return g_test_run();
 }
