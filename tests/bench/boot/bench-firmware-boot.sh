@@ -15,6 +15,8 @@
 #   grub      NESTBOX-GRUB-BENCH, echoed by grub.cfg: the boot loader's first line
 #   init      NESTBOX-INIT-REACHED, the guest init's first line
 #
+# NESTBOX_VM_BEFORE=PATH adds another nestbox-vm (a build before a change) as
+# a third VMM in the same runs, for a before/after comparison.
 # NB_PROFILE=1 then boots each VMM once more with KVM's tracepoints counted
 # in-kernel (hist triggers): exits by reason, port I/O by port, MMIO, exits
 # to the VMM; the tables show where the time of a firmware boot goes.
@@ -42,8 +44,11 @@ disk=$work/disk.raw
 nb_grub_disk "$disk" "$work/droot" || { echo "cannot build the GRUB disk image" >&2; exit 1; }
 mem=256
 
+vmms=(nestbox q35)
+[ -n "${NESTBOX_VM_BEFORE:-}" ] && vmms=(nestbox before q35)
 vmm_cmd() { # vmm
   case $1 in
+    before) echo "$NESTBOX_VM_BEFORE --firmware bios --firmware-file $bios --disk $disk,format=raw --boot disk --memory ${mem}M --cpus 1" ;;
     nestbox) echo "$build/app/nestbox-vm --firmware bios --firmware-file $bios --disk $disk,format=raw --boot disk --memory ${mem}M --cpus 1" ;;
     q35) echo "qemu-system-x86_64 -enable-kvm -cpu host -M q35,memory-backend=ram -object memory-backend-memfd,id=ram,size=${mem}M -m ${mem}M -smp 1 -nodefaults -no-user-config -nographic -serial stdio -no-reboot -bios $bios -drive file=$disk,format=raw,if=none,id=disk0 -device virtio-blk-pci,drive=disk0,bootindex=1" ;;
   esac
@@ -85,7 +90,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A samples
 for run in $(seq "$runs"); do
-  for vmm in nestbox q35; do
+  for vmm in "${vmms[@]}"; do
     t=$(time_boot $vmm)
     echo "run $run $vmm: $t(ms: ${markers[*]})"
     read -r -a v <<< "$t"
@@ -99,14 +104,24 @@ done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo
-echo "| power-on to (median of $runs, ms) | nestbox-vm | QEMU q35 | nestbox/q35 |"
-echo "|---|---|---|---|"
+if [ -n "${NESTBOX_VM_BEFORE:-}" ]; then
+  echo "| power-on to (median of $runs, ms) | nestbox-vm | before | QEMU q35 | nestbox/q35 | before/q35 | nestbox/before |"
+  echo "|---|---|---|---|---|---|---|"
+else
+  echo "| power-on to (median of $runs, ms) | nestbox-vm | QEMU q35 | nestbox/q35 |"
+  echo "|---|---|---|---|"
+fi
 declare -A label=([seabios]="SeaBIOS banner" [handoff]="firmware hands off to the MBR"
                   [grub]="GRUB's first line" [init]="guest init's first line")
 for m in "${markers[@]}"; do
   a=$(printf '%s\n' ${samples[nestbox.$m]} | median)
   b=$(printf '%s\n' ${samples[q35.$m]} | median)
-  echo "| ${label[$m]} | $a | $b | $(ratio "$a" "$b") |"
+  if [ -n "${NESTBOX_VM_BEFORE:-}" ]; then
+    c=$(printf '%s\n' ${samples[before.$m]} | median)
+    echo "| ${label[$m]} | $a | $c | $b | $(ratio "$a" "$b") | $(ratio "$c" "$b") | $(ratio "$a" "$c") |"
+  else
+    echo "| ${label[$m]} | $a | $b | $(ratio "$a" "$b") |"
+  fi
 done
 
 [ -n "${NB_PROFILE:-}" ] || exit 0
@@ -121,11 +136,11 @@ if [ ! -d $tr/events/kvm ]; then
 fi
 hists=("kvm_exit:exit_reason" "kvm_pio:port.hex,rw" "kvm_mmio:type,gpa.hex" "kvm_userspace_exit:reason")
 phases=(seabios handoff grub init end)
-on_marker() { # vmm marker: a snapshot of every count
-  local h
+on_marker() { # vmm marker: a snapshot of every count, with builtins only (no fork delays it)
+  local h data
   for h in "${hists[@]}"; do
-    grep -E '^\{' "$tr/events/kvm/${h%%:*}/hist" | tr -d '{}' | sed 's/hitcount: *//; s/  */ /g' \
-      > "$work/prof.$1.${h%%:*}.$2"
+    IFS= read -r -d '' data < "$tr/events/kvm/${h%%:*}/hist"
+    printf '%s' "$data" > "$work/raw.$1.${h%%:*}.$2"
   done
 }
 # The counts of one event per phase (since the previous marker), top 20.
@@ -133,7 +148,8 @@ phase_table() { # vmm event
   echo "-- $1: ${2} by key, per phase (each since the one before; total last)"
   echo "key | ${phases[*]} total"
   for p in "${phases[@]}"; do
-    [ -f "$work/prof.$1.$2.$p" ] || : > "$work/prof.$1.$2.$p"
+    grep -sE '^\{' "$work/raw.$1.$2.$p" | tr -d '{}' | sed 's/hitcount: *//; s/  */ /g' \
+      > "$work/prof.$1.$2.$p"
   done
   awk -v np=${#phases[@]} '
     BEGIN { for (i = 1; i < ARGC; i++) index_of[ARGV[i]] = i }
@@ -149,7 +165,7 @@ phase_table() { # vmm event
     }' $(for p in "${phases[@]}"; do echo "$work/prof.$1.$2.$p"; done) |
     sort -rn | head -20 | cut -f2-
 }
-for vmm in nestbox q35; do
+for vmm in "${vmms[@]}"; do
   for h in "${hists[@]}"; do
     echo "hist:keys=${h#*:}:sort=hitcount.descending:size=4096" > "$tr/events/kvm/${h%%:*}/trigger"
   done
