@@ -613,10 +613,12 @@ nb_machine_run(NbMachine *m, char **detail)
     m->threads[i] = g_thread_new(name, vcpu_thread_main, args);
   }
   /* Writes KVM coalesced reach their devices at the vCPUs' next exits; this
-   * covers a guest that makes none for a while (halted in the firmware). */
-  guint flush = g_timeout_add(200, flush_coalesced, m);
+   * covers a guest that makes none for a while (halted in the firmware, the
+   * only user so far). */
+  guint flush = m->firmware ? g_timeout_add(200, flush_coalesced, m) : 0;
   g_main_loop_run(m->loop);
-  g_source_remove(flush);
+  if (flush)
+    g_source_remove(flush);
   for (unsigned i = 0; i < m->n_cpus; i++) {
     nb_vcpu_kick(m->vcpus[i]);
     g_thread_join(m->threads[i]);
