@@ -152,6 +152,7 @@ nb_vcpu_new(NbVm *vm, unsigned index, unsigned n_cpus, const struct kvm_cpuid2 *
                 index, g_strerror(errno));
     goto fail;
   }
+  nb_vm_map_coalesced_ring(vm, vcpu->fd, vcpu->run_size);
 
   struct kvm_cpuid2 *cpuid = nb_cpuid_for_vcpu(supported, index, n_cpus);
   int set = ioctl(vcpu->fd, KVM_SET_CPUID2, cpuid);
@@ -314,7 +315,12 @@ handle_mmio(NbVcpu *vcpu)
 NbVcpuEvent
 nb_vcpu_run(NbVcpu *vcpu, char **detail)
 {
-  if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
+  int ran = ioctl(vcpu->fd, KVM_RUN, 0);
+  int run_errno = errno;
+  /* Writes KVM held back come before whatever made this exit. */
+  nb_vm_flush_coalesced(vcpu->vm);
+  errno = run_errno;
+  if (ran < 0) {
     if (errno == EINTR || errno == EAGAIN)
       return NB_VCPU_EVENT_INTERRUPTED;
     if (detail)

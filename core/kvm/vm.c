@@ -1,4 +1,5 @@
 #include "kvm/vm.h"
+#include "kvm/coalesced-ring.h"
 #include "kvm/memory-map.h"
 
 #include <errno.h>
@@ -6,6 +7,7 @@
 #include <linux/kvm.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 G_DEFINE_QUARK(nb-kvm-error-quark, nb_kvm_error)
@@ -36,6 +38,13 @@ struct NbVm {
 
   GMutex slot_lock;
   NbMemSlot slots[MAX_SLOTS];
+
+  /* KVM's coalesced I/O ring, mapped from the first vCPU's file. */
+  GMutex coalesced_lock;
+  struct kvm_coalesced_mmio_ring *coalesced_ring;
+  size_t coalesced_ring_size;
+  unsigned coalesced_slots;
+  bool coalescing;          /* a range is registered: the ring may fill */
 };
 
 int
@@ -387,6 +396,7 @@ nb_vm_new(NbGuestMemory *mem, GError **error)
   vm->mem = mem;
   g_mutex_init(&vm->routing_lock);
   g_mutex_init(&vm->slot_lock);
+  g_mutex_init(&vm->coalesced_lock);
   vm->pio = nb_io_bus_new("port I/O");
   vm->mmio = nb_io_bus_new("MMIO");
   vm->interrupts = (NbInterrupts){ &vm_interrupt_ops, vm };
@@ -457,6 +467,9 @@ nb_vm_free(NbVm *vm)
 {
   if (vm == NULL)
     return;
+  if (vm->coalesced_ring)
+    munmap(vm->coalesced_ring, vm->coalesced_ring_size);
+  g_mutex_clear(&vm->coalesced_lock);
   if (vm->vm_fd >= 0)
     close(vm->vm_fd);
   close(vm->kvm_fd);
@@ -474,3 +487,65 @@ NbGuestMemory *nb_vm_memory(NbVm *vm) { return vm->mem; }
 NbIoBus *nb_vm_pio(NbVm *vm) { return vm->pio; }
 NbIoBus *nb_vm_mmio(NbVm *vm) { return vm->mmio; }
 NbInterrupts *nb_vm_interrupts(NbVm *vm) { return &vm->interrupts; }
+
+/* Coalesced port writes ---------------------------------------------------- */
+
+void
+nb_vm_map_coalesced_ring(NbVm *vm, int vcpu_fd, size_t run_size)
+{
+  g_mutex_lock(&vm->coalesced_lock);
+  int page = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO);
+  long page_size = sysconf(_SC_PAGESIZE);
+  /* The ring is the VM's, at the same page of every vCPU's file: one
+   * mapping of its own outlives the vCPU it came from. */
+  if (vm->coalesced_ring == NULL && page > 0 && page_size > 0 &&
+      (size_t)(page + 1) * (size_t)page_size <= run_size) {
+    void *ring = mmap(NULL, (size_t)page_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu_fd,
+                      (off_t)page * page_size);
+    if (ring != MAP_FAILED) {
+      vm->coalesced_ring = ring;
+      vm->coalesced_ring_size = (size_t)page_size;
+      vm->coalesced_slots = nb_coalesced_ring_slots((size_t)page_size);
+    }
+  }
+  g_mutex_unlock(&vm->coalesced_lock);
+}
+
+bool
+nb_vm_coalesce_pio(NbVm *vm, uint16_t port, unsigned len)
+{
+  if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO) <= 0)
+    return false;
+  g_mutex_lock(&vm->coalesced_lock);
+  bool ok = false;
+  if (vm->coalesced_ring) {
+    struct kvm_coalesced_mmio_zone zone = { .addr = port, .size = len, .pio = 1 };
+    ok = ioctl(vm->vm_fd, KVM_REGISTER_COALESCED_MMIO, &zone) == 0;
+    if (ok)
+      __atomic_store_n(&vm->coalescing, true, __ATOMIC_RELEASE);
+  }
+  g_mutex_unlock(&vm->coalesced_lock);
+  return ok;
+}
+
+static void
+replay_write(void *ctx, bool pio, uint64_t addr, const uint8_t *data, unsigned len)
+{
+  NbVm *vm = ctx;
+  nb_io_bus_write(pio ? vm->pio : vm->mmio, addr, data, len);
+}
+
+void
+nb_vm_flush_coalesced(NbVm *vm)
+{
+  if (!__atomic_load_n(&vm->coalescing, __ATOMIC_ACQUIRE))
+    return;
+  struct kvm_coalesced_mmio_ring *ring = vm->coalesced_ring;
+  /* Most exits find it empty: no lock for that. */
+  if (__atomic_load_n(&ring->first, __ATOMIC_RELAXED) ==
+      __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE))
+    return;
+  g_mutex_lock(&vm->coalesced_lock);
+  nb_coalesced_ring_drain(ring, vm->coalesced_slots, replay_write, vm);
+  g_mutex_unlock(&vm->coalesced_lock);
+}

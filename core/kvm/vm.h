@@ -49,3 +49,15 @@ bool nb_vm_map_rom(NbVm *vm, uint64_t gpa, uint64_t size, const void *host, GErr
 /* Opens the KVM device and checks the API version; used by nb_vm_new and by
  * tools that only probe. Returns the fd or -1 with a user-facing error. */
 int nb_kvm_open(GError **error);
+
+/* Coalesced port writes (see kvm/coalesced-ring.h). The first vCPU maps the
+ * VM's ring (run_size is its KVM_RUN mapping's size); nb_vm_coalesce_pio then
+ * has KVM keep the guest's writes to port..port+len-1 there instead of
+ * exiting. It returns false where KVM cannot (too old, no ring): the writes
+ * then exit as before, which works the same, only slower. Every vCPU calls
+ * nb_vm_flush_coalesced before it handles an exit, so the device sees the
+ * writes in order with the guest's other accesses; the main loop calls it now
+ * and then for a guest that has stopped exiting. */
+void nb_vm_map_coalesced_ring(NbVm *vm, int vcpu_fd, size_t run_size);
+bool nb_vm_coalesce_pio(NbVm *vm, uint16_t port, unsigned len);
+void nb_vm_flush_coalesced(NbVm *vm);

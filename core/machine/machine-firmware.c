@@ -241,7 +241,14 @@ nb_machine_firmware_attach(NbMachineFirmware *fw, NbVm *vm, unsigned n_cpus,
     .boot_order = (const char *const *)order->pdata,
     .serial_console_port = 0x3f8,
   };
-  return nb_firmware_setup_fw_cfg(fw->fw_cfg, &config, error) &&
-         nb_fw_cfg_register(fw->fw_cfg, nb_vm_pio(vm), error) &&
-         nb_debug_port_register(fw->debug_port, nb_vm_pio(vm), error);
+  if (!nb_firmware_setup_fw_cfg(fw->fw_cfg, &config, error) ||
+      !nb_fw_cfg_register(fw->fw_cfg, nb_vm_pio(vm), error) ||
+      !nb_debug_port_register(fw->debug_port, nb_vm_pio(vm), error))
+    return false;
+  /* SeaBIOS writes its log a byte at a time, thousands of them, whether or
+   * not anyone keeps it (the machine watches it for "No bootable device"):
+   * KVM collects them without an exit each. Where it cannot, they trap. */
+  if (!nb_vm_coalesce_pio(vm, NB_DEBUG_PORT, 1))
+    g_debug("the firmware's debug port traps each write: KVM cannot coalesce port writes");
+  return true;
 }

@@ -592,6 +592,14 @@ vcpu_thread_main(gpointer data)
   return NULL;
 }
 
+static gboolean
+flush_coalesced(gpointer data)
+{
+  NbMachine *m = data;
+  nb_vm_flush_coalesced(m->vm);
+  return G_SOURCE_CONTINUE;
+}
+
 NbMachineExit
 nb_machine_run(NbMachine *m, char **detail)
 {
@@ -604,12 +612,19 @@ nb_machine_run(NbMachine *m, char **detail)
     g_autofree char *name = g_strdup_printf("vcpu%u", i);
     m->threads[i] = g_thread_new(name, vcpu_thread_main, args);
   }
+  /* Writes KVM coalesced reach their devices at the vCPUs' next exits; this
+   * covers a guest that makes none for a while (halted in the firmware, the
+   * only user so far). */
+  guint flush = m->firmware ? g_timeout_add(200, flush_coalesced, m) : 0;
   g_main_loop_run(m->loop);
+  if (flush)
+    g_source_remove(flush);
   for (unsigned i = 0; i < m->n_cpus; i++) {
     nb_vcpu_kick(m->vcpus[i]);
     g_thread_join(m->threads[i]);
     m->threads[i] = NULL;
   }
+  nb_vm_flush_coalesced(m->vm);
   g_clear_pointer(&m->loop, g_main_loop_unref);
   if (m->exit == NB_MACHINE_EXIT_CRASH || g_getenv("NESTBOX_DEBUG_VCPU")) {
     for (unsigned i = 0; i < m->n_cpus; i++) {

@@ -7,6 +7,7 @@
 # clear message and status 1 instead of a silent loop; a missing firmware
 # file is a usage error.
 source "$(dirname "$0")/lib.sh"
+source "$NB_IMAGES_DIR/grub-images.sh"
 export PATH="$PATH:/usr/sbin:/sbin"
 
 # busybox has no eject: a static one for the guest (CDROMEJECT, as eject(1) does).
@@ -46,45 +47,6 @@ if [ -n "$(grep -o "nestbox.modules=[^ ]*sr_mod" /proc/cmdline)" ]; then
 fi
 ' "$NB_WORK/eject")
 
-grub_cfg() {
-  cat <<EOF
-serial --unit=0 --speed=115200
-terminal_input serial
-terminal_output serial
-set timeout=0
-menuentry "nestbox test" {
-  echo NESTBOX-GRUB-$1
-  linux /vmlinuz console=ttyS0 nestbox.modules=${2:-none} panic=-1 quiet
-  initrd /initrd.gz
-}
-EOF
-}
-
-# A raw disk with an MBR partition table, one ext2 partition holding $2 and
-# GRUB's boot.img + core.img in the MBR gap, put there by hand the way
-# grub-bios-setup does (no loop devices or partitioning tools needed).
-make_grub_disk() {
-  local out=$1 root=$2 g=/usr/lib/grub/i386-pc
-  mkdir -p "$root/boot/grub/i386-pc"
-  cp "$g"/*.mod "$g"/*.lst "$root/boot/grub/i386-pc/"
-  truncate -s 64M "$out"
-  le32() { printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(($1 & 255)) $((($1 >> 8) & 255)) $((($1 >> 16) & 255)) $(($1 >> 24)); }
-  printf "\x80\xfe\xff\xff\x83\xfe\xff\xff$(le32 2048)$(le32 $((64 * 2048 - 2048)))" |
-    dd of="$out" bs=1 seek=446 conv=notrunc status=none
-  printf '\x55\xaa' | dd of="$out" bs=1 seek=510 conv=notrunc status=none
-  mke2fs -q -F -t ext2 -d "$root" "$NB_WORK/part.img" 63M
-  dd if="$NB_WORK/part.img" of="$out" bs=512 seek=2048 conv=notrunc status=none
-  rm -f "$NB_WORK/part.img"
-  grub-mkimage -O i386-pc -o "$NB_WORK/core.img" -p '(hd0,msdos1)/boot/grub' \
-    biosdisk part_msdos ext2 normal linux serial terminal echo configfile
-  local sectors=$(( ($(stat -c %s "$NB_WORK/core.img") + 511) / 512 ))
-  # diskboot's block list (end of core.img's first sector): how many sectors follow.
-  printf "$(printf '\\x%02x\\x%02x' $(((sectors - 1) & 255)) $(((sectors - 1) >> 8)))" |
-    dd of="$NB_WORK/core.img" bs=1 seek=508 conv=notrunc status=none
-  dd if="$g/boot.img" of="$out" bs=440 count=1 conv=notrunc status=none
-  dd if="$NB_WORK/core.img" of="$out" bs=512 seek=1 conv=notrunc status=none
-}
-
 # nb_fw_boot NAME TIMEOUT [NESTBOX-VM OPTIONS...]: like nb_boot, through SeaBIOS.
 nb_fw_boot() {
   local name=$1 limit=$2
@@ -99,8 +61,8 @@ nb_fw_boot() {
 mkdir -p "$NB_WORK/droot/boot/grub"
 cp "$NESTBOX_GUEST_DIR/vmlinuz" "$NB_WORK/droot/vmlinuz"
 cp "$initrd" "$NB_WORK/droot/initrd.gz"
-grub_cfg DISK > "$NB_WORK/droot/boot/grub/grub.cfg"
-make_grub_disk "$NB_WORK/disk.raw" "$NB_WORK/droot"
+nb_grub_cfg DISK > "$NB_WORK/droot/boot/grub/grub.cfg"
+nb_grub_disk "$NB_WORK/disk.raw" "$NB_WORK/droot" || nb_fail "cannot build the GRUB disk image"
 nb_fw_boot raw 240 --disk "$NB_WORK/disk.raw,format=raw" --boot disk --cpus 2 --memory 256M
 nb_expect_status "raw GRUB disk: the guest powers off" 0
 nb_expect "SeaBIOS shows its banner on the serial console" "SeaBIOS \(version"
@@ -136,9 +98,9 @@ rm -f "$NB_WORK/disk.qcow2"
 mkdir -p "$NB_WORK/iso/boot/grub"
 cp "$NESTBOX_GUEST_DIR/vmlinuz" "$NB_WORK/iso/vmlinuz"
 cp "$initrd" "$NB_WORK/iso/initrd.gz"
-grub_cfg CDROM virtio_pci,virtio_scsi,sr_mod > "$NB_WORK/iso/boot/grub/grub.cfg"
-grub-mkrescue -o "$NB_WORK/test.iso" "$NB_WORK/iso" > "$NB_WORK/mkrescue.log" 2>&1 ||
-  nb_fail "grub-mkrescue failed: $(cat "$NB_WORK/mkrescue.log")"
+nb_grub_cfg CDROM virtio_pci,virtio_scsi,sr_mod > "$NB_WORK/iso/boot/grub/grub.cfg"
+nb_grub_iso "$NB_WORK/test.iso" "$NB_WORK/iso" 2> "$NB_WORK/mkrescue.log" ||
+  nb_fail "$(cat "$NB_WORK/mkrescue.log")"
 truncate -s 16M "$NB_WORK/blank.img"
 nb_fw_boot cdrom 300 --cdrom "$NB_WORK/test.iso" --disk "$NB_WORK/blank.img,format=raw" \
   --boot cdrom,disk --memory 256M
