@@ -60,7 +60,17 @@ vnc_log(const char *format, ...)
   g_autofree char *text = g_strdup_vprintf(format, args);
   va_end(args);
   g_strchomp(text);
-  g_debug("vnc: %s", text);
+  /* What the sharing policy did to a client is worth the admin's eye. */
+  const char *kicked = "Not shared - closing connection to client ";
+  const char *refused = "  refusing new client ";
+  if (g_str_has_prefix(text, kicked))
+    g_message("vnc: disconnected the client from %s: a client that may not share the screen "
+              "connected (see share= of --vnc)", text + strlen(kicked));
+  else if (g_str_has_prefix(text, refused))
+    g_message("vnc: refused the client from %s: another client has the screen and share=single",
+              text + strlen(refused));
+  else
+    g_debug("vnc: %s", text);
 }
 
 /* Input ------------------------------------------------------------------- */
@@ -456,6 +466,24 @@ nb_vnc_server_new(const NbVncSpec *spec, GError **error)
   screen->setXCutText = on_cut_text;
   screen->newClientHook = on_new_client;
   screen->permitFileTransfer = FALSE;
+  /* Sharing: libvncserver applies the policy when a client's ClientInit
+   * (with its shared flag) arrives, after authentication, so a client that
+   * does not know the password never pushes anybody out or keeps anybody
+   * out. */
+  switch (spec->share) {
+  case NB_VNC_SHARE_ALLOW_EXCLUSIVE:
+    break;   /* libvncserver's default is RFB's rule */
+  case NB_VNC_SHARE_FORCE_SHARED:
+    screen->alwaysShared = TRUE;
+    break;
+  case NB_VNC_SHARE_SINGLE:
+    screen->neverShared = TRUE;
+    screen->dontDisconnect = TRUE;
+    break;
+  case NB_VNC_SHARE_TAKEOVER:
+    screen->neverShared = TRUE;
+    break;
+  }
   screen->handleEventsEagerly = TRUE;
   if (password) {
     screen->authPasswdData = s->passwords;

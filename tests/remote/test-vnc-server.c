@@ -73,6 +73,7 @@ draw(NbFramebuffer *fb, unsigned w, unsigned h)
 }
 
 static unsigned websocket_port;   /* 0: none */
+static NbVncShare share_policy;
 
 static NbVncServer *
 start_server(Fixture *f, const char *keymap, bool with_password)
@@ -81,7 +82,8 @@ start_server(Fixture *f, const char *keymap, bool with_password)
     NbVncSpec spec = { .listen = (char *)"127.0.0.1", .display = display,
                        .password_file = with_password ? f->password_file : NULL,
                        .keymap = (char *)keymap,
-                       .websocket = websocket_port ? websocket_port + display : 0 };
+                       .websocket = websocket_port ? websocket_port + display : 0,
+                       .share = share_policy };
     g_autoptr(GError) error = NULL;
     NbVncServer *s = nb_vnc_server_new(&spec, &error);
     if (s)
@@ -454,6 +456,48 @@ test_bad_clients(void)
   g_object_unref(conn);
 }
 
+/* Real clients one after another, asking for shared or exclusive sessions:
+ * who stays connected under each policy. */
+static void
+test_sharing(void)
+{
+  /* Each line: after the Nth client connected, who is still connected. The
+   * second client is an intruder with a wrong password: it is refused and
+   * changes nothing, whatever the policy. */
+  const struct {
+    NbVncShare share;
+    const char *want;
+  } cases[] = {
+    /* RFB's rule: the exclusive client is left alone; later ones may join. */
+    { NB_VNC_SHARE_ALLOW_EXCLUSIVE, "AFTER 1 shared: up\nREFUSED 2\nAFTER 2 intruder: up gone\n"
+      "AFTER 3 shared: up gone up\nAFTER 4 exclusive: gone gone gone up\n"
+      "AFTER 5 shared: gone gone gone up up\n" },
+    /* Nobody pushes anybody out. */
+    { NB_VNC_SHARE_FORCE_SHARED, "AFTER 1 shared: up\nREFUSED 2\nAFTER 2 intruder: up gone\n"
+      "AFTER 3 shared: up gone up\nAFTER 4 exclusive: up gone up up\n"
+      "AFTER 5 shared: up gone up up up\n" },
+    /* The first one keeps the screen; the others are turned away. */
+    { NB_VNC_SHARE_SINGLE, "AFTER 1 shared: up\nREFUSED 2\nAFTER 2 intruder: up gone\n"
+      "AFTER 3 shared: up gone gone\nAFTER 4 exclusive: up gone gone gone\n"
+      "AFTER 5 shared: up gone gone gone gone\n" },
+    /* The newest one has it (but only with the password). */
+    { NB_VNC_SHARE_TAKEOVER, "AFTER 1 shared: up\nREFUSED 2\nAFTER 2 intruder: up gone\n"
+      "AFTER 3 shared: gone gone up\nAFTER 4 exclusive: gone gone gone up\n"
+      "AFTER 5 shared: gone gone gone gone up\n" },
+  };
+  for (unsigned i = 0; i < G_N_ELEMENTS(cases); i++) {
+    Fixture f;
+    share_policy = cases[i].share;
+    setup(&f, NULL, true);
+    share_policy = NB_VNC_SHARE_ALLOW_EXCLUSIVE;
+    g_test_message("share=%s", nb_vnc_share_name(cases[i].share));
+    g_assert_cmpint(run_client(&f, "--password-file", f.password_file, "--sequence",
+                               "shared,intruder,shared,exclusive,shared", NULL), ==, 0);
+    g_assert_cmpstr(f.output->str, ==, cases[i].want);
+    teardown(&f);
+  }
+}
+
 static void
 test_bad_config(void)
 {
@@ -481,6 +525,7 @@ main(int argc, char **argv)
   g_test_add_func("/vnc-server/many-clients", test_many_clients);
   g_test_add_func("/vnc-server/websocket", test_websocket);
   g_test_add_func("/vnc-server/bad-clients", test_bad_clients);
+  g_test_add_func("/vnc-server/sharing", test_sharing);
   g_test_add_func("/vnc-server/bad-config", test_bad_config);
   return g_test_run();
 }

@@ -4,12 +4,18 @@
  *
  *   vnc-test-client HOST:PORT [--password-file F] [--clients N]
  *       [--pattern WxH]... [--keys SYM,SYM,...] [--pointer X,Y] [--timeout S]
+ *   vnc-test-client HOST:PORT --sequence shared|exclusive|intruder,... [--password-file F]
  *
  * Each --pattern is waited for in turn ("MATCH WxH" once all clients show
  * it). --keys takes keysyms in hex: 0x61 is a press and a release, +0xffe1
  * a press, -0xffe1 a release. Exit status: 0 all good, 1 a picture never
  * matched (the first wrong pixel is printed), 2 usage, 3 the server refused
- * the connection or the password ("AUTH-FAILED"). */
+ * the connection or the password ("AUTH-FAILED").
+ *
+ * --sequence connects one client after another, each asking for a shared
+ * or an exclusive session (RFB's ClientInit flag) or, as an intruder, with
+ * a wrong password, and after each one says
+ * which clients are still connected: "AFTER 3 exclusive: gone gone up". */
 #include "test-pattern.h"
 
 #include <rfb/rfbclient.h>
@@ -118,12 +124,66 @@ compare_rgb(const char *path, const char *size)
   return 0;
 }
 
+/* One connection per item of list, in turn (see the top). */
+static int
+run_sequence(const char *host, int port, const char *list)
+{
+  g_auto(GStrv) items = g_strsplit(list, ",", -1);
+  guint n = g_strv_length(items);
+  if (n == 0 || n > 16)
+    return 2;
+  rfbClient *c[16] = { NULL };
+  for (guint i = 0; i < n; i++) {
+    /* An intruder does not know the password (and wants to be alone). */
+    bool shared = strcmp(items[i], "shared") == 0;
+    bool intruder = strcmp(items[i], "intruder") == 0;
+    if (!shared && !intruder && strcmp(items[i], "exclusive") != 0)
+      return 2;
+    char *real_password = password;
+    if (intruder)
+      password = (char *)"not-the-password";
+    c[i] = rfbGetClient(8, 3, 4);
+    free(c[i]->serverHost);
+    c[i]->serverHost = strdup(host);
+    c[i]->serverPort = port;
+    c[i]->GetPassword = get_password;
+    c[i]->appData.shareDesktop = shared;
+    c[i]->canHandleNewFBSize = TRUE;
+    if (!rfbInitClient(c[i], NULL, NULL)) {
+      c[i] = NULL;   /* freed by rfbInitClient */
+      printf("REFUSED %u\n", i + 1);
+    }
+    password = real_password;
+    /* The server decides on ClientInit, before its first update: 0.6 s is
+     * plenty to see every hang-up it does. */
+    for (int t = 0; t < 30; t++)
+      for (guint j = 0; j <= i; j++)
+        if (c[j] && !pump(c[j], 20000)) {
+          free(c[j]->frameBuffer);
+          rfbClientCleanup(c[j]);
+          c[j] = NULL;
+        }
+    GString *line = g_string_new(NULL);
+    g_string_printf(line, "AFTER %u %s:", i + 1, items[i]);
+    for (guint j = 0; j <= i; j++)
+      g_string_append(line, c[j] ? " up" : " gone");
+    printf("%s\n", line->str);
+    g_string_free(line, TRUE);
+  }
+  for (guint i = 0; i < n; i++)
+    if (c[i]) {
+      free(c[i]->frameBuffer);
+      rfbClientCleanup(c[i]);
+    }
+  return 0;
+}
+
 int
 main(int argc, char **argv)
 {
   if (argc == 4 && strcmp(argv[1], "--compare-rgb") == 0)
     return compare_rgb(argv[2], argv[3]);
-  const char *password_file = NULL, *keys = NULL, *pointer = NULL;
+  const char *password_file = NULL, *keys = NULL, *pointer = NULL, *sequence = NULL;
   char **patterns = NULL;
   int clients = 1, timeout = 60;
   GOptionEntry entries[] = {
@@ -133,6 +193,7 @@ main(int argc, char **argv)
     { "keys", 0, 0, G_OPTION_ARG_STRING, &keys, "Keysyms to send", "SYMS" },
     { "pointer", 0, 0, G_OPTION_ARG_STRING, &pointer, "Pointer position to send", "X,Y" },
     { "timeout", 0, 0, G_OPTION_ARG_INT, &timeout, "Seconds to wait for each picture", "S" },
+    { "sequence", 0, 0, G_OPTION_ARG_STRING, &sequence, "Clients one after another", "shared|exclusive,..." },
     G_OPTION_ENTRY_NULL,
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new("HOST:PORT");
@@ -157,6 +218,8 @@ main(int argc, char **argv)
   int port = atoi(colon + 1);
   rfbClientLog = quiet_log;
   rfbClientErr = quiet_log;
+  if (sequence)
+    return run_sequence(argv[1], port, sequence);
 
   rfbClient **c = g_new0(rfbClient *, clients);
   for (int i = 0; i < clients; i++) {
