@@ -4,6 +4,7 @@
  *
  *   vnc-test-client HOST:PORT [--password-file F] [--clients N]
  *       [--pattern WxH]... [--keys SYM,SYM,...] [--pointer X,Y] [--timeout S]
+ *       [--scancode-keys QNUM/SYM,...] [--expect-leds N,N,...]
  *   vnc-test-client HOST:PORT --sequence shared|exclusive|intruder,... [--password-file F]
  *
  * Each --pattern is waited for in turn ("MATCH WxH" once all clients show
@@ -11,6 +12,12 @@
  * a press, -0xffe1 a release. Exit status: 0 all good, 1 a picture never
  * matched (the first wrong pixel is printed), 2 usage, 3 the server refused
  * the connection or the password ("AUTH-FAILED").
+ *
+ * --scancode-keys sends each key as a QEMU extended key event (a press and
+ * a release with its XT key number, "qnum") once the server has confirmed
+ * that it takes them ("EXT-KEYS-CONFIRMED"; exit 1 if it never does).
+ * --expect-leds asks for QEMU's LED state and waits for each value in turn
+ * ("LEDS N" for every state the server reports; exit 1 on a timeout).
  *
  * --sequence connects one client after another, each asking for a shared
  * or an exclusive session (RFB's ClientInit flag) or, as an intruder, with
@@ -28,6 +35,29 @@
 #include <unistd.h>
 
 static char *password;
+
+/* QEMU's LED State pseudo-encoding, which libvncclient 0.9.14 does not
+ * know: a client extension reads it (one byte after the rectangle). */
+static int leds_seen = -1;
+static int led_encodings[] = { -261, 0 };
+
+static rfbBool
+handle_led_rect(rfbClient *c, rfbFramebufferUpdateRectHeader *rect)
+{
+  if ((int32_t)rect->encoding != -261)
+    return FALSE;
+  uint8_t b;
+  if (!ReadFromRFBServer(c, (char *)&b, 1))
+    return FALSE;
+  leds_seen = b;
+  printf("LEDS %u\n", b);
+  return TRUE;
+}
+
+static rfbClientProtocolExtension led_extension = {
+  .encodings = led_encodings,
+  .handleEncoding = handle_led_rect,
+};
 
 /* A short-lived test tool that exits from many places: in sanitizer builds
  * its leaks at exit would only change its exit status. */
@@ -184,6 +214,7 @@ main(int argc, char **argv)
   if (argc == 4 && strcmp(argv[1], "--compare-rgb") == 0)
     return compare_rgb(argv[2], argv[3]);
   const char *password_file = NULL, *keys = NULL, *pointer = NULL, *sequence = NULL;
+  const char *scancode_keys = NULL, *expect_leds = NULL;
   char **patterns = NULL;
   int clients = 1, timeout = 60;
   GOptionEntry entries[] = {
@@ -193,6 +224,8 @@ main(int argc, char **argv)
     { "keys", 0, 0, G_OPTION_ARG_STRING, &keys, "Keysyms to send", "SYMS" },
     { "pointer", 0, 0, G_OPTION_ARG_STRING, &pointer, "Pointer position to send", "X,Y" },
     { "timeout", 0, 0, G_OPTION_ARG_INT, &timeout, "Seconds to wait for each picture", "S" },
+    { "scancode-keys", 0, 0, G_OPTION_ARG_STRING, &scancode_keys, "QEMU extended key events", "QNUM/SYM,..." },
+    { "expect-leds", 0, 0, G_OPTION_ARG_STRING, &expect_leds, "LED states to wait for", "N,..." },
     { "sequence", 0, 0, G_OPTION_ARG_STRING, &sequence, "Clients one after another", "shared|exclusive,..." },
     G_OPTION_ENTRY_NULL,
   };
@@ -220,6 +253,8 @@ main(int argc, char **argv)
   rfbClientErr = quiet_log;
   if (sequence)
     return run_sequence(argv[1], port, sequence);
+  if (expect_leds)
+    rfbClientRegisterExtension(&led_extension);
 
   rfbClient **c = g_new0(rfbClient *, clients);
   for (int i = 0; i < clients; i++) {
@@ -294,6 +329,48 @@ main(int argc, char **argv)
       pump(c[0], 20000);
     }
     printf("SENT-KEYS %s\n", keys);
+  }
+  if (scancode_keys) {
+    /* libvncclient forgets the server's confirmation when the server's
+     * list of supported messages (in its first update) arrives, until the
+     * server confirms again: give that time. */
+    for (int t = 0; t < 15; t++)
+      if (!pump(c[0], 20000))
+        return 1;
+    gint64 deadline = g_get_monotonic_time() + (gint64)timeout * G_USEC_PER_SEC;
+    while (!SupportsClient2Server(c[0], rfbQemuEvent) && g_get_monotonic_time() < deadline)
+      if (!pump(c[0], 20000))
+        return 1;
+    if (!SupportsClient2Server(c[0], rfbQemuEvent)) {
+      printf("EXT-KEYS-NOT-CONFIRMED\n");
+      return 1;
+    }
+    printf("EXT-KEYS-CONFIRMED\n");
+    g_auto(GStrv) list = g_strsplit(scancode_keys, ",", -1);
+    for (char **k = list; *k; k++) {
+      char *slash = strchr(*k, '/');
+      if (slash == NULL)
+        return 2;
+      uint32_t qnum = (uint32_t)strtoul(*k, NULL, 16), sym = (uint32_t)strtoul(slash + 1, NULL, 16);
+      SendExtendedKeyEvent(c[0], sym, qnum, TRUE);
+      SendExtendedKeyEvent(c[0], sym, qnum, FALSE);
+      pump(c[0], 20000);
+    }
+    printf("SENT-SCANCODES %s\n", scancode_keys);
+  }
+  if (expect_leds) {
+    g_auto(GStrv) list = g_strsplit(expect_leds, ",", -1);
+    for (char **v = list; *v; v++) {
+      int want = atoi(*v);
+      gint64 deadline = g_get_monotonic_time() + (gint64)timeout * G_USEC_PER_SEC;
+      while (leds_seen != want && g_get_monotonic_time() < deadline)
+        if (!pump(c[0], 20000))
+          return 1;
+      if (leds_seen != want) {
+        printf("LEDS-TIMEOUT waiting for %d\n", want);
+        return 1;
+      }
+    }
   }
   /* Let the server read what was sent before the connection closes. */
   for (int t = 0; t < 25; t++)

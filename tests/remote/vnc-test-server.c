@@ -61,7 +61,7 @@ main(int argc, char **argv)
     fprintf(stderr, "%s\n", error->message);
     return 1;
   }
-  static const NbVncInput input = { on_key, on_pointer };
+  static const NbVncInput input = { on_key, on_pointer, NULL };
   nb_vnc_server_attach(s, fb, &input, NULL);
   printf("SERVING %u\n", nb_vnc_server_port(s));
   GMainLoop *loop = g_main_loop_new(NULL, FALSE);
