@@ -5,6 +5,7 @@
  *   vnc-test-client HOST:PORT [--password-file F] [--clients N]
  *       [--pattern WxH]... [--keys SYM,SYM,...] [--pointer X,Y] [--timeout S]
  *       [--scancode-keys QNUM/SYM,...] [--expect-leds N,N,...]
+ *   vnc-test-client --compare-rgb FILE WxH | --find-rgb FILE WxH PATTERN-WxH
  *   vnc-test-client HOST:PORT --sequence shared|exclusive|intruder,... [--password-file F]
  *
  * Each --pattern is waited for in turn ("MATCH WxH" once all clients show
@@ -208,11 +209,73 @@ run_sequence(const char *host, int port, const char *list)
   return 0;
 }
 
+/* A screenshot (raw RGB, w x h) that should show the pattern (pw x ph)
+ * somewhere, through a lossy encoding (noVNC asks for JPEG): finds where,
+ * from a grid of sample points, then measures every pixel there. 0: found
+ * and close (mean error per channel under 10, 95% of pixels within 32: a
+ * picture that is not the pattern is off by about 100), 1:
+ * not. */
+static unsigned
+pixel_error(const uint8_t *img, unsigned w, unsigned ox, unsigned oy, unsigned x, unsigned y)
+{
+  const uint8_t *p = img + ((size_t)(oy + y) * w + ox + x) * 3;
+  uint32_t want = nb_test_pattern_rgb(x, y);
+  int dr = abs((int)p[0] - (int)(want >> 16 & 0xff)), dg = abs((int)p[1] - (int)(want >> 8 & 0xff)),
+      db = abs((int)p[2] - (int)(want & 0xff));
+  return (unsigned)MAX(dr, MAX(dg, db));
+}
+
+static int
+find_rgb(const char *path, const char *size, const char *pattern_size)
+{
+  unsigned w, h, pw, ph;
+  g_autofree char *data = NULL;
+  gsize len = 0;
+  g_autoptr(GError) error = NULL;
+  if (sscanf(size, "%ux%u", &w, &h) != 2 || sscanf(pattern_size, "%ux%u", &pw, &ph) != 2 ||
+      pw < 16 || ph < 16 || !g_file_get_contents(path, &data, &len, &error)) {
+    fprintf(stderr, "vnc-test-client: %s\n", error ? error->message : "bad size");
+    return 2;
+  }
+  if (len != (gsize)w * h * 3 || pw > w || ph > h) {
+    printf("RGB file is %zu bytes, not %ux%u, or smaller than %ux%u\n", (size_t)len, w, h, pw, ph);
+    return 1;
+  }
+  const uint8_t *img = (const uint8_t *)data;
+  unsigned best_x = 0, best_y = 0;
+  uint64_t best = UINT64_MAX;
+  for (unsigned oy = 0; oy + ph <= h; oy++)
+    for (unsigned ox = 0; ox + pw <= w; ox++) {
+      uint64_t err = 0;
+      for (unsigned sy = 0; sy < 8 && err < best; sy++)
+        for (unsigned sx = 0; sx < 8; sx++)
+          err += pixel_error(img, w, ox, oy, sx * (pw - 1) / 7, sy * (ph - 1) / 7);
+      if (err < best)
+        best = err, best_x = ox, best_y = oy;
+    }
+  uint64_t total = 0, close = 0;
+  unsigned worst = 0;
+  for (unsigned y = 0; y < ph; y++)
+    for (unsigned x = 0; x < pw; x++) {
+      unsigned e = pixel_error(img, w, best_x, best_y, x, y);
+      total += e;
+      close += e <= 32;
+      worst = MAX(worst, e);
+    }
+  double mean = (double)total / ((double)pw * ph), share = 100.0 * (double)close / ((double)pw * ph);
+  bool ok = mean < 10.0 && share >= 95.0;
+  printf("%s %ux%u at %u,%u: mean error %.2f, %.2f%% of pixels within 32, worst %u\n",
+         ok ? "PATTERN-FOUND" : "PATTERN-NOT-FOUND", pw, ph, best_x, best_y, mean, share, worst);
+  return ok ? 0 : 1;
+}
+
 int
 main(int argc, char **argv)
 {
   if (argc == 4 && strcmp(argv[1], "--compare-rgb") == 0)
     return compare_rgb(argv[2], argv[3]);
+  if (argc == 5 && strcmp(argv[1], "--find-rgb") == 0)
+    return find_rgb(argv[2], argv[3], argv[4]);
   const char *password_file = NULL, *keys = NULL, *pointer = NULL, *sequence = NULL;
   const char *scancode_keys = NULL, *expect_leds = NULL;
   char **patterns = NULL;
