@@ -55,6 +55,15 @@ handle_led_rect(rfbClient *c, rfbFramebufferUpdateRectHeader *rect)
   return TRUE;
 }
 
+/* Updates the first client has seen in full. */
+static unsigned updates_done;
+
+static void
+on_update_done(rfbClient *c)
+{
+  updates_done++;
+}
+
 static rfbClientProtocolExtension led_extension = {
   .encodings = led_encodings,
   .handleEncoding = handle_led_rect,
@@ -331,6 +340,8 @@ main(int argc, char **argv)
     c[i]->canHandleNewFBSize = TRUE;
     /* Exact pixels: Tight without its lossy JPEG mode. */
     c[i]->appData.enableJPEG = FALSE;
+    if (i == 0)
+      c[i]->FinishedFrameBufferUpdate = on_update_done;
     if (!rfbInitClient(c[i], NULL, NULL)) {
       /* rfbInitClient frees the client on failure. */
       printf("AUTH-FAILED client %d\n", i);
@@ -396,11 +407,14 @@ main(int argc, char **argv)
   if (scancode_keys) {
     /* libvncclient forgets the server's confirmation when the server's
      * list of supported messages (in its first update) arrives, until the
-     * server confirms again: give that time. */
+     * server confirms again: wait for that update, then give that time. */
+    gint64 deadline = g_get_monotonic_time() + (gint64)timeout * G_USEC_PER_SEC;
+    while (updates_done == 0 && g_get_monotonic_time() < deadline)
+      if (!pump(c[0], 20000))
+        return 1;
     for (int t = 0; t < 15; t++)
       if (!pump(c[0], 20000))
         return 1;
-    gint64 deadline = g_get_monotonic_time() + (gint64)timeout * G_USEC_PER_SEC;
     while (!SupportsClient2Server(c[0], rfbQemuEvent) && g_get_monotonic_time() < deadline)
       if (!pump(c[0], 20000))
         return 1;
