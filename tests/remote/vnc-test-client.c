@@ -130,8 +130,13 @@ pump(rfbClient *c, unsigned usecs)
   int n = WaitForMessage(c, usecs);
   if (n < 0)
     return false;
-  if (n > 0 && !HandleRFBServerMessage(c))
-    return false;
+  /* A message libvncclient has already read along with the one before it
+   * waits in its buffer, where WaitForMessage does not look. */
+  while (n > 0 || c->buffered > 0) {
+    if (!HandleRFBServerMessage(c))
+      return false;
+    n = 0;
+  }
   return true;
 }
 
