@@ -584,7 +584,9 @@ nb_vnc_server_free(NbVncServer *s)
         shutdown(fd, SHUT_RDWR);
     }
     rfbReleaseClientIterator(it);
-    for (int i = 0; i < 500 && nb_vnc_server_clients(s) > 0; i++)
+    /* Up to 30 s: on a loaded machine a client's threads may take seconds
+     * to be scheduled, and cleaning up under a live client hangs. */
+    for (int i = 0; i < 3000 && nb_vnc_server_clients(s) > 0; i++)
       g_usleep(10000);
     /* The hook runs just before a client's last clean-up. */
     g_usleep(50000);
