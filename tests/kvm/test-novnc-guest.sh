@@ -66,6 +66,8 @@ if [ -n "$size" ]; then
   # not; the sandbox is slow, so try again with more time.
   for budget in 30000 90000; do
     rm -f "$NB_WORK/shot.png"
+    # In the sandbox the host's files (and so $HOME) are read only.
+    HOME=$NB_WORK XDG_CACHE_HOME=$NB_WORK/cache XDG_CONFIG_HOME=$NB_WORK/config \
     timeout 240 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
       --disable-background-networking --disable-component-update --disable-sync \
       --user-data-dir="$NB_WORK/profile" --window-size=$win_w,$win_h \
