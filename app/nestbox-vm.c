@@ -34,7 +34,13 @@ vnc_pointer(void *ctx, unsigned x, unsigned y, unsigned buttons, int wheel)
   nb_machine_pointer_event(ctx, x, y, buttons, wheel);
 }
 
-static const NbVncInput vnc_input = { vnc_key, vnc_pointer };
+static unsigned
+vnc_leds(void *ctx)
+{
+  return nb_machine_keyboard_leds(ctx);
+}
+
+static const NbVncInput vnc_input = { vnc_key, vnc_pointer, vnc_leds };
 static bool stop_requested;
 
 /* Closing the window is a request to the guest, as a power button is (and

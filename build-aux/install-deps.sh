@@ -20,6 +20,7 @@ test_packages=(
   clang lld libclang-rt-14-dev
   e2fsprogs iproute2 iperf3 slirp4netns python3 python3-scapy
   xvfb x11vnc x11-utils x11-xserver-utils xdotool imagemagick
+  x11-xkb-utils
   gvncviewer novnc chromium
   bash-completion groff-base
   fio

@@ -1,5 +1,6 @@
 #include "vnc-server.h"
 #include "keymap.h"
+#include "vnc-qemu.h"
 
 #include <rfb/rfb.h>
 
@@ -46,6 +47,9 @@ struct NbVncServer {
   /* The extra WebSocket port. */
   int ws_fd;
   GThread *ws_thread;
+
+  /* QEMU's extended key events and LED state. */
+  NbVncQemu *qemu;
 };
 
 /* libvncserver writes its log to stderr; ours goes through GLib. Its
@@ -60,7 +64,17 @@ vnc_log(const char *format, ...)
   g_autofree char *text = g_strdup_vprintf(format, args);
   va_end(args);
   g_strchomp(text);
-  g_debug("vnc: %s", text);
+  /* What the sharing policy did to a client is worth the admin's eye. */
+  const char *kicked = "Not shared - closing connection to client ";
+  const char *refused = "  refusing new client ";
+  if (g_str_has_prefix(text, kicked))
+    g_message("vnc: disconnected the client from %s: a client that may not share the screen "
+              "connected (see share= of --vnc)", text + strlen(kicked));
+  else if (g_str_has_prefix(text, refused))
+    g_message("vnc: refused the client from %s: another client has the screen and share=single",
+              text + strlen(refused));
+  else
+    g_debug("vnc: %s", text);
 }
 
 /* Input ------------------------------------------------------------------- */
@@ -141,6 +155,31 @@ on_key(rfbBool down, rfbKeySym keysym, rfbClientPtr cl)
   g_mutex_unlock(&s->input_lock);
 }
 
+/* A key sent with its scancode (QEMU's extended key event): the guest gets
+ * that very key, and its own layout makes the character, as with a real
+ * keyboard; the keymap is not involved. */
+static void
+on_scancode_key(rfbClientPtr cl, uint32_t keysym, unsigned keycode, bool down)
+{
+  if (keycode == 0) {
+    on_key(down, keysym, cl);
+    return;
+  }
+  NbVncServer *s = cl->screen->screenData;
+  g_mutex_lock(&s->input_lock);
+  if (s->input.key) {
+    /* Kept for keysym events that may come in between. */
+    if (keycode == KEY_LEFTSHIFT)
+      s->shift_left = down;
+    else if (keycode == KEY_RIGHTSHIFT)
+      s->shift_right = down;
+    else if (keycode == KEY_RIGHTALT)
+      s->altgr = down;
+    send_key(s, keycode, down);
+  }
+  g_mutex_unlock(&s->input_lock);
+}
+
 static void
 on_pointer(int mask, int x, int y, rfbClientPtr cl)
 {
@@ -174,6 +213,7 @@ static void
 on_client_gone(rfbClientPtr cl)
 {
   NbVncServer *s = cl->screen->screenData;
+  nb_vnc_qemu_client_gone(cl);
   g_mutex_lock(&s->clients_lock);
   s->clients--;
   g_mutex_unlock(&s->clients_lock);
@@ -194,6 +234,7 @@ on_new_client(rfbClientPtr cl)
     return RFB_CLIENT_REFUSE;
   }
   cl->clientGoneHook = on_client_gone;
+  nb_vnc_qemu_client_new(s->qemu, cl);
   return RFB_CLIENT_ACCEPT;
 }
 
@@ -329,6 +370,7 @@ on_refresh(gpointer data)
 {
   NbVncServer *s = data;
   nb_framebuffer_refresh(s->fb);
+  nb_vnc_qemu_refresh(s->qemu, s->screen, s->input.leds ? s->input.leds(s->input_ctx) : 0);
   return G_SOURCE_CONTINUE;
 }
 
@@ -365,7 +407,7 @@ nb_vnc_server_detach(NbVncServer *s)
   if (s->fb == NULL)
     return;
   g_mutex_lock(&s->input_lock);
-  s->input = (NbVncInput){ NULL, NULL };
+  s->input = (NbVncInput){ NULL, NULL, NULL };
   s->input_ctx = NULL;
   g_mutex_unlock(&s->input_lock);
   g_source_remove(s->timer_id);
@@ -428,6 +470,7 @@ nb_vnc_server_new(const NbVncSpec *spec, GError **error)
   s->width = BLANK_WIDTH;
   s->height = BLANK_HEIGHT;
   s->port = NB_VNC_BASE_PORT + spec->display;
+  s->qemu = nb_vnc_qemu_new(on_scancode_key);
 
   rfbScreenInfoPtr screen = rfbGetScreen(NULL, NULL, BLANK_WIDTH, BLANK_HEIGHT, 8, 3, 4);
   s->screen = screen;
@@ -456,6 +499,24 @@ nb_vnc_server_new(const NbVncSpec *spec, GError **error)
   screen->setXCutText = on_cut_text;
   screen->newClientHook = on_new_client;
   screen->permitFileTransfer = FALSE;
+  /* Sharing: libvncserver applies the policy when a client's ClientInit
+   * (with its shared flag) arrives, after authentication, so a client that
+   * does not know the password never pushes anybody out or keeps anybody
+   * out. */
+  switch (spec->share) {
+  case NB_VNC_SHARE_ALLOW_EXCLUSIVE:
+    break;   /* libvncserver's default is RFB's rule */
+  case NB_VNC_SHARE_FORCE_SHARED:
+    screen->alwaysShared = TRUE;
+    break;
+  case NB_VNC_SHARE_SINGLE:
+    screen->neverShared = TRUE;
+    screen->dontDisconnect = TRUE;
+    break;
+  case NB_VNC_SHARE_TAKEOVER:
+    screen->neverShared = TRUE;
+    break;
+  }
   screen->handleEventsEagerly = TRUE;
   if (password) {
     screen->authPasswdData = s->passwords;
@@ -523,7 +584,9 @@ nb_vnc_server_free(NbVncServer *s)
         shutdown(fd, SHUT_RDWR);
     }
     rfbReleaseClientIterator(it);
-    for (int i = 0; i < 500 && nb_vnc_server_clients(s) > 0; i++)
+    /* Up to 30 s: on a loaded machine a client's threads may take seconds
+     * to be scheduled, and cleaning up under a live client hangs. */
+    for (int i = 0; i < 3000 && nb_vnc_server_clients(s) > 0; i++)
       g_usleep(10000);
     /* The hook runs just before a client's last clean-up. */
     g_usleep(50000);
@@ -532,6 +595,7 @@ nb_vnc_server_free(NbVncServer *s)
     s->screen->listen6Interface = NULL;
     rfbScreenCleanup(s->screen);
   }
+  nb_vnc_qemu_free(s->qemu);
   g_free(s->pixels);
   g_ptr_array_unref(s->retired);
   g_free(s->passwords[0]);

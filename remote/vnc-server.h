@@ -39,6 +39,10 @@ typedef struct {
   /* Absolute pointer, x and y in 0..NB_VNC_POINTER_MAX over the screen;
    * buttons: 1 left, 2 right, 4 middle; wheel clicks (positive: up). */
   void (*pointer)(void *ctx, unsigned x, unsigned y, unsigned buttons, int wheel);
+  /* The guest's keyboard LEDs now (NB_VNC_LED_* of vnc-qemu.h: 1 Scroll,
+   * 2 Num, 4 Caps Lock), asked on the main loop at each refresh; NULL:
+   * clients are not told. */
+  unsigned (*leds)(void *ctx);
 } NbVncInput;
 
 #define NB_VNC_POINTER_MAX 32767

@@ -67,6 +67,7 @@ void nb_machine_document_free(NbMachineDocument *doc)
   g_free(doc->display_listen);
   g_free(doc->display_password_file);
   g_free(doc->display_keymap);
+  g_free(doc->display_share);
   g_free(doc);
 }
 
@@ -131,7 +132,7 @@ static const char *const memory_keys[] = { "size", NULL };
 static const char *const boot_keys[] = { "firmware", "kernel", "initrd", "cmdline", "cdrom", "order", NULL };
 static const char *const disk_keys[] = { "path", "format", "readonly", "serial", NULL };
 static const char *const net_keys[] = { "mode", "mac", "net", "net6", "ipv6", "hostfwd", NULL };
-static const char *const display_keys[] = { "type", "listen", "password-file", "keymap", NULL };
+static const char *const display_keys[] = { "type", "listen", "password-file", "keymap", "share", NULL };
 static const char *const serial_keys[] = { "mode", "path", NULL };
 
 static bool check_keys(const Ctx *c, GKeyFile *kf, const char *group, const char *const *allowed, GError **error)
@@ -347,6 +348,13 @@ NbMachineDocument *nb_machine_document_parse(const char *dir, const char *file_p
     doc->display_listen = get_str(kf, "display", "listen");
     doc->display_password_file = get_str(kf, "display", "password-file");
     doc->display_keymap = get_str(kf, "display", "keymap");
+    doc->display_share = get_str(kf, "display", "share");
+    NbVncShare share;
+    if (doc->display_share && !nb_vnc_share_parse(doc->display_share, &share)) {
+      fail(&c, "display", "share", error, "'%s' is not a sharing policy; expected allow-exclusive, "
+           "force-shared, single or takeover", doc->display_share);
+      return NULL;
+    }
     g_autoptr(GError) vnc_error = NULL;
     NbVncSpec *spec = nb_vnc_spec_parse(doc->display_listen ? doc->display_listen : "127.0.0.1:0", &vnc_error);
     if (spec == NULL || (doc->display_listen && strchr(doc->display_listen, ','))) {
@@ -423,6 +431,7 @@ char *nb_machine_document_to_data(const NbMachineDocument *doc)
   if (doc->display_listen) g_key_file_set_string(kf, "display", "listen", doc->display_listen);
   if (doc->display_password_file) g_key_file_set_string(kf, "display", "password-file", doc->display_password_file);
   if (doc->display_keymap) g_key_file_set_string(kf, "display", "keymap", doc->display_keymap);
+  if (doc->display_share) g_key_file_set_string(kf, "display", "share", doc->display_share);
   g_key_file_set_string(kf, "serial", "mode", doc->serial == NB_SERIAL_NONE ? "none" : "file");
   if (doc->serial_path) g_key_file_set_string(kf, "serial", "path", doc->serial_path);
   return g_key_file_to_data(kf, NULL, NULL);
@@ -577,6 +586,8 @@ bool nb_machine_document_to_vm_options(const NbMachineDocument *doc, NbVmOptions
       return false;
     options->vnc->password_file = doc->display_password_file ? resolve(doc->dir, doc->display_password_file) : NULL;
     options->vnc->keymap = g_strdup(doc->display_keymap);
+    if (doc->display_share)
+      nb_vnc_share_parse(doc->display_share, &options->vnc->share);
     options->graphics = true;
   }
   /* A local window on the desktop of whoever runs the machine. */

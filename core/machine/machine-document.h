@@ -59,6 +59,7 @@ typedef struct {
   char *display_listen;     /* listen = HOST:N (default 127.0.0.1:0) */
   char *display_password_file;
   char *display_keymap;
+  char *display_share;      /* share = allow-exclusive (NULL) | force-shared | single | takeover */
 } NbMachineDocument;
 
 NbMachineDocument *nb_machine_document_new(const char *dir, const char *name);

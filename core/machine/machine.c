@@ -381,6 +381,14 @@ nb_machine_key_event(NbMachine *m, unsigned keycode, bool pressed)
     nb_i8042_key_event(m->i8042, keycode, pressed);
 }
 
+unsigned
+nb_machine_keyboard_leds(NbMachine *m)
+{
+  if (m->keyboard && nb_virtio_input_is_active(m->keyboard))
+    return nb_virtio_input_leds(m->keyboard);
+  return nb_i8042_keyboard_leds(m->i8042);
+}
+
 void
 nb_machine_pointer_event(NbMachine *m, unsigned x, unsigned y, unsigned buttons, int wheel)
 {

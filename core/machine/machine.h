@@ -48,6 +48,9 @@ const char *nb_machine_exit_describe(NbMachineExit exit);
  * to the PS/2 mouse as relative motion. */
 NbFramebuffer *nb_machine_framebuffer(NbMachine *machine);
 void nb_machine_key_event(NbMachine *machine, unsigned keycode, bool pressed);
+/* The keyboard LEDs the guest last set (1 Scroll, 2 Num, 4 Caps Lock), on
+ * the keyboard that nb_machine_key_event types on. */
+unsigned nb_machine_keyboard_leds(NbMachine *machine);
 void nb_machine_pointer_event(NbMachine *machine, unsigned x, unsigned y, unsigned buttons,
                               int wheel);
 /* Stops every vCPU (out of KVM_RUN, held) and returns once all are held;

@@ -167,9 +167,34 @@ parse_port_number(const char *text, unsigned min, unsigned max, unsigned *out)
   return true;
 }
 
+static const char *const vnc_share_names[] = {
+  [NB_VNC_SHARE_ALLOW_EXCLUSIVE] = "allow-exclusive",
+  [NB_VNC_SHARE_FORCE_SHARED] = "force-shared",
+  [NB_VNC_SHARE_SINGLE] = "single",
+  [NB_VNC_SHARE_TAKEOVER] = "takeover",
+};
+
+bool
+nb_vnc_share_parse(const char *name, NbVncShare *out)
+{
+  for (unsigned i = 0; i < G_N_ELEMENTS(vnc_share_names); i++)
+    if (g_str_equal(name, vnc_share_names[i])) {
+      *out = (NbVncShare)i;
+      return true;
+    }
+  return false;
+}
+
+const char *
+nb_vnc_share_name(NbVncShare share)
+{
+  return (unsigned)share < G_N_ELEMENTS(vnc_share_names) ? vnc_share_names[share] : "?";
+}
+
 NbVncSpec *
 nb_vnc_spec_parse(const char *text, GError **error)
 {
+  bool share_given = false;
   g_auto(GStrv) parts = g_strsplit(text, ",", -1);
   NbVncSpec *spec = g_new0(NbVncSpec, 1);
   const char *addr = parts[0] ? parts[0] : "";
@@ -215,10 +240,21 @@ nb_vnc_spec_parse(const char *text, GError **error)
         nb_vnc_spec_free(spec);
         return NULL;
       }
+    } else if (g_str_has_prefix(*p, "share=") && !share_given) {
+      share_given = true;
+      if (!nb_vnc_share_parse(*p + 6, &spec->share)) {
+        g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
+                    "--vnc %s: share=%s is not a sharing policy; expected allow-exclusive "
+                    "(a client may ask to be alone), force-shared (everybody shares), single "
+                    "(one client, others refused) or takeover (one client, a new one replaces it)",
+                    text, *p + 6);
+        nb_vnc_spec_free(spec);
+        return NULL;
+      }
     } else {
       g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
                   "--vnc %s: “%s” is not understood (once each: password-file=PATH, "
-                  "websocket=PORT, keymap=us|de|fr)",
+                  "websocket=PORT, keymap=us|de|fr, share=" NB_VNC_SHARE_NAMES ")",
                   text, *p);
       nb_vnc_spec_free(spec);
       return NULL;
@@ -261,7 +297,7 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
     { "console-port", 0, 0, G_OPTION_ARG_STRING_ARRAY, &ports, "Named virtio-console port on a UNIX socket (repeatable)", "NAME=SOCKET" },
     { "rng", 0, 0, G_OPTION_ARG_NONE, &rng, "Give the guest a virtio entropy source", NULL },
     { "console", 0, 0, G_OPTION_ARG_STRING, &console, "Guest console device: serial (default) or hvc", "DEVICE" },
-    { "vnc", 0, 0, G_OPTION_ARG_STRING, &vnc, "Give the machine a screen, keyboard and tablet, served over VNC", "[HOST]:N[,password-file=PATH][,websocket=PORT][,keymap=us|de|fr]" },
+    { "vnc", 0, 0, G_OPTION_ARG_STRING, &vnc, "Give the machine a screen, keyboard and tablet, served over VNC", "[HOST]:N[,password-file=PATH][,websocket=PORT][,keymap=us|de|fr][,share=" NB_VNC_SHARE_NAMES "]" },
     { "firmware", 0, 0, G_OPTION_ARG_STRING, &firmware, "How the machine boots: direct (Linux direct boot, default) or bios (SeaBIOS)", "KIND" },
     { "firmware-file", 0, 0, G_OPTION_ARG_FILENAME, &firmware_file, "BIOS image for --firmware bios (default " NB_FIRMWARE_BIOS_DEFAULT_FILE ")", "PATH" },
     { "firmware-log", 0, 0, G_OPTION_ARG_FILENAME, &firmware_log, "Write the firmware's debug log to PATH", "PATH" },

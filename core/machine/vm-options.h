@@ -34,13 +34,29 @@ typedef struct {
   char *socket_path;
 } NbConsolePortSpec;
 
-/* --vnc [HOST]:DISPLAY[,password-file=PATH][,websocket=PORT][,keymap=LAYOUT] */
+/* Who may watch a machine's screen at once (--vnc ...,share=, [display] share=). */
+typedef enum {
+  NB_VNC_SHARE_ALLOW_EXCLUSIVE,  /* RFB's rule: a client asking for exclusive access
+                                    disconnects the others (default) */
+  NB_VNC_SHARE_FORCE_SHARED,     /* everybody shares; requests for exclusive access
+                                    are taken as shared */
+  NB_VNC_SHARE_SINGLE,           /* one client; others are refused while it is there */
+  NB_VNC_SHARE_TAKEOVER,         /* one client; a new one disconnects the old one */
+} NbVncShare;
+
+/* The policy named NAME (allow-exclusive, force-shared, single, takeover). */
+bool nb_vnc_share_parse(const char *name, NbVncShare *out);
+const char *nb_vnc_share_name(NbVncShare share);
+#define NB_VNC_SHARE_NAMES "allow-exclusive|force-shared|single|takeover"
+
+/* --vnc [HOST]:DISPLAY[,password-file=PATH][,websocket=PORT][,keymap=LAYOUT][,share=POLICY] */
 typedef struct {
   char *listen;          /* address to bind; default 127.0.0.1 */
   unsigned display;      /* 0..99: TCP port 5900 + display */
   char *password_file;   /* NULL: no password (only sensible on 127.0.0.1) */
   unsigned websocket;    /* extra port for WebSocket (noVNC) clients; 0: none */
   char *keymap;          /* the guest's keyboard layout (us, de, fr); NULL: us */
+  NbVncShare share;      /* shared or exclusive sessions */
 } NbVncSpec;
 
 #define NB_VNC_MAX_DISPLAY 99

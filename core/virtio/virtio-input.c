@@ -31,6 +31,7 @@ struct NbVirtioInput {
   uint8_t keys_down[(KEY_MAX + 8) / 8];
   unsigned last_x, last_y, last_buttons;
   bool pointer_known;
+  unsigned leds;                /* NB_VIRTIO_INPUT_LED_*, as the driver last set them */
 };
 
 /* Config space --------------------------------------------------------------- */
@@ -187,7 +188,30 @@ fill_events(NbVirtioInput *in)
     nb_virtio_pci_notify_queue(in->vp, EVENT_QUEUE);
 }
 
-/* The driver's status events (LEDs): taken and returned. */
+/* One status event from the driver: a keyboard LED it switched on or off
+ * (Caps Lock pressed in the guest). Anything else is a driver's business
+ * that a virtual keyboard has nothing to do with, and is ignored. */
+static void
+status_event(NbVirtioInput *in, const NbVirtqElement *elem)
+{
+  uint8_t wire[8];
+  if (in->kind != NB_VIRTIO_INPUT_KEYBOARD ||
+      nb_virtq_iov_to_buf(elem->out, elem->n_out, 0, wire, sizeof wire) != sizeof wire)
+    return;
+  uint16_t type = (uint16_t)(wire[0] | wire[1] << 8), code = (uint16_t)(wire[2] | wire[3] << 8);
+  uint32_t value = (uint32_t)wire[4] | (uint32_t)wire[5] << 8 | (uint32_t)wire[6] << 16 |
+                   (uint32_t)wire[7] << 24;
+  unsigned bit = code == LED_SCROLLL ? NB_VIRTIO_INPUT_LED_SCROLL_LOCK
+               : code == LED_NUML    ? NB_VIRTIO_INPUT_LED_NUM_LOCK
+               : code == LED_CAPSL   ? NB_VIRTIO_INPUT_LED_CAPS_LOCK : 0;
+  if (type != EV_LED || bit == 0)
+    return;
+  g_mutex_lock(&in->lock);
+  in->leds = value ? in->leds | bit : in->leds & ~bit;
+  g_mutex_unlock(&in->lock);
+}
+
+/* The driver's status events (LEDs): read and returned. */
 static void
 drain_status(NbVirtioInput *in)
 {
@@ -202,6 +226,7 @@ drain_status(NbVirtioInput *in)
       nb_virtio_pci_set_broken(in->vp, error->message);
       return;
     }
+    status_event(in, elem);
     nb_virtqueue_push(vq, elem->head, 0);
     g_free(elem);
   }
@@ -227,6 +252,7 @@ input_reset(void *ctx)
   in->head = in->count = 0;
   memset(in->keys_down, 0, sizeof in->keys_down);
   in->pointer_known = false;
+  in->leds = 0;
   g_mutex_unlock(&in->lock);
   g_mutex_lock(&in->config_lock);
   in->select = in->subsel = 0;
@@ -326,6 +352,15 @@ bool
 nb_virtio_input_is_active(NbVirtioInput *in)
 {
   return nb_virtio_pci_is_active(in->vp);
+}
+
+unsigned
+nb_virtio_input_leds(NbVirtioInput *in)
+{
+  g_mutex_lock(&in->lock);
+  unsigned leds = in->leds;
+  g_mutex_unlock(&in->lock);
+  return leds;
 }
 
 guint64

@@ -66,5 +66,13 @@ void nb_virtio_input_tablet_event(NbVirtioInput *in, unsigned x, unsigned y, uns
 /* Whether the guest's driver runs it (DRIVER_OK). */
 bool nb_virtio_input_is_active(NbVirtioInput *in);
 
+/* Keyboard: the LEDs the guest's driver last switched on (status queue
+ * events), for a display to mirror (VNC's LED state). The bits are those
+ * of the PS/2 keyboard's Set LEDs command. */
+#define NB_VIRTIO_INPUT_LED_SCROLL_LOCK 0x01
+#define NB_VIRTIO_INPUT_LED_NUM_LOCK    0x02
+#define NB_VIRTIO_INPUT_LED_CAPS_LOCK   0x04
+unsigned nb_virtio_input_leds(NbVirtioInput *in);
+
 /* Events dropped because the guest gave no buffers, for tests and stats. */
 guint64 nb_virtio_input_dropped(NbVirtioInput *in);

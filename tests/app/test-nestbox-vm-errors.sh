@@ -59,6 +59,7 @@ expect "bad VNC display" "--vnc 127.0.0.1:100: .*display number" -- --kernel "$k
 expect "VNC on a host name" "is not an IP address" -- --kernel "$kernel" --vnc example.org:1
 expect "missing VNC password file" "VNC password file" -- --kernel "$kernel" --vnc "127.0.0.1:1,password-file=$work/no-pw"
 expect "unknown VNC keymap" "no keymap .klingon." -- --kernel "$kernel" --vnc "127.0.0.1:1,keymap=klingon"
+expect "unknown VNC sharing policy" "share=exclusive is not a sharing policy; expected allow-exclusive" -- --kernel "$kernel" --vnc "127.0.0.1:1,share=exclusive"
 
 # No permission: a device node only root may open, tried as nobody.
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then

@@ -2,7 +2,8 @@
  * no evtest and cannot draw a picture fast):
  *   guest-display pattern        draws the test pattern on /dev/fb0
  *   guest-display events SECONDS prints key and absolute events from every
- *                                /dev/input/event* until F12 is released
+ *                                /dev/input/event* until F12 is released,
+ *                                then the LEDs of each device that has LEDs
  * Output goes to stdout (the serial console), a line per fact. */
 #include "../remote/test-pattern.h"
 
@@ -101,6 +102,17 @@ read_events(int seconds)
           done = true;
       }
     }
+  }
+  /* What the guest's keyboard handler made of the lock keys: Linux's LED
+   * bits (1 Num, 2 Caps, 4 Scroll Lock). */
+  for (int i = 0; i < n; i++) {
+    unsigned long ev_bits = 0, leds = 0;
+    char name[128] = "";
+    if (ioctl(fds[i].fd, EVIOCGBIT(0, sizeof ev_bits), &ev_bits) < 0 || !(ev_bits & (1ul << EV_LED)))
+      continue;
+    ioctl(fds[i].fd, EVIOCGNAME(sizeof name), name);
+    if (ioctl(fds[i].fd, EVIOCGLED(sizeof leds), &leds) >= 0)
+      printf("GUEST-LEDS %lu %s\n", leds, name);
   }
   if (done) {
     printf("EVENTS-DONE\n");

@@ -1,6 +1,9 @@
 /* Keysym to key code maps: the whole US layout as a PC keyboard has it,
- * and the German and French layouts' own characters. */
+ * and the German and French layouts' own characters; and QEMU's key
+ * numbers (extended key events) against the PS/2 keyboard's own codes. */
+#include "hw/i8042.h"
 #include "keymap.h"
+#include "vnc-qemu.h"
 
 #include <glib.h>
 #include <linux/input-event-codes.h>
@@ -132,6 +135,59 @@ test_fr(void)
   }
 }
 
+static void
+no_irq(void *ctx, unsigned gsi, bool level)
+{
+}
+
+/* A QEMU key number is the set 1 code a PC keyboard sends for the key
+ * (0x80 added after E0): every key the emulated PS/2 keyboard has, typed on
+ * it behind the controller's set 1 translation, must come back as itself
+ * from nb_vnc_qemu_keycode. Two tables written apart check each other. */
+static void
+test_qemu_key_numbers(void)
+{
+  static const NbInterruptOps ops = { .set_line = no_irq };
+  NbInterrupts irqs = { &ops, NULL };
+  NbIoBus *pio = nb_io_bus_new("pio");
+  NbI8042 *kbc = nb_i8042_new(&irqs, NULL, NULL);
+  g_autoptr(GError) error = NULL;
+  g_assert_true(nb_i8042_register(kbc, pio, &error));
+  unsigned checked = 0;
+  for (unsigned code = 1; code < KEY_MAX; code++) {
+    if (!nb_i8042_key_event(kbc, code, true))
+      continue;
+    uint8_t bytes[8], st;
+    unsigned n = 0;
+    while (nb_io_bus_read(pio, NB_I8042_COMMAND_PORT, &st, 1) && (st & NB_I8042_STR_OBF) && n < 8)
+      g_assert_true(nb_io_bus_read(pio, NB_I8042_DATA_PORT, &bytes[n++], 1));
+    nb_i8042_key_event(kbc, code, false);
+    while (nb_io_bus_read(pio, NB_I8042_COMMAND_PORT, &st, 1) && (st & NB_I8042_STR_OBF))
+      g_assert_true(nb_io_bus_read(pio, NB_I8042_DATA_PORT, &st, 1));
+    unsigned qnum;
+    if (n == 1)
+      qnum = bytes[0];
+    else if (n == 2 && bytes[0] == 0xe0)
+      qnum = 0x80 | bytes[1];
+    else
+      continue;   /* Pause and Print Screen: longer sequences, below */
+    if (nb_vnc_qemu_keycode(qnum) != code)
+      g_error("key %u is set 1 code %#x, but QEMU key number %#x gives key %u", code, qnum, qnum,
+              nb_vnc_qemu_keycode(qnum));
+    checked++;
+  }
+  g_assert_cmpuint(checked, >, 100);
+  /* QEMU's own numbers for the keys with longer sequences. */
+  g_assert_cmpuint(nb_vnc_qemu_keycode(0xc6), ==, KEY_PAUSE);
+  g_assert_cmpuint(nb_vnc_qemu_keycode(0xb7), ==, KEY_SYSRQ);
+  g_assert_cmpuint(nb_vnc_qemu_keycode(0x54), ==, KEY_SYSRQ);
+  g_assert_cmpuint(nb_vnc_qemu_keycode(0), ==, 0);
+  g_assert_cmpuint(nb_vnc_qemu_keycode(0x80), ==, 0);
+  g_assert_cmpuint(nb_vnc_qemu_keycode(0xffffffff), ==, 0);
+  nb_io_bus_free(pio);
+  nb_i8042_free(kbc);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -139,5 +195,6 @@ main(int argc, char **argv)
   g_test_add_func("/keymap/us", test_us);
   g_test_add_func("/keymap/de", test_de);
   g_test_add_func("/keymap/fr", test_fr);
+  g_test_add_func("/keymap/qemu-key-numbers", test_qemu_key_numbers);
   return g_test_run();
 }

@@ -24,6 +24,7 @@ typedef struct {
   GArray *keys;          /* int: +code pressed, -code released */
   unsigned x, y, buttons;
   unsigned pointer_events;
+  int leds;              /* what the guest's LEDs are (atomic) */
 } Input;
 
 static void
@@ -44,7 +45,14 @@ input_pointer(void *ctx, unsigned x, unsigned y, unsigned buttons, int wheel)
   in->pointer_events++;
 }
 
-static const NbVncInput input_ops = { input_key, input_pointer };
+static unsigned
+input_leds(void *ctx)
+{
+  Input *in = ctx;
+  return (unsigned)g_atomic_int_get(&in->leds);
+}
+
+static const NbVncInput input_ops = { input_key, input_pointer, input_leds };
 
 typedef struct {
   NbFramebuffer *fb;
@@ -55,6 +63,7 @@ typedef struct {
   int status;
   GString *output;
   bool resize_on_match;
+  bool leds_on_report;   /* the guest changes its LEDs once the client saw them */
   int pending;           /* the client's exit and the end of its output */
 } Fixture;
 
@@ -73,6 +82,7 @@ draw(NbFramebuffer *fb, unsigned w, unsigned h)
 }
 
 static unsigned websocket_port;   /* 0: none */
+static NbVncShare share_policy;
 
 static NbVncServer *
 start_server(Fixture *f, const char *keymap, bool with_password)
@@ -81,7 +91,8 @@ start_server(Fixture *f, const char *keymap, bool with_password)
     NbVncSpec spec = { .listen = (char *)"127.0.0.1", .display = display,
                        .password_file = with_password ? f->password_file : NULL,
                        .keymap = (char *)keymap,
-                       .websocket = websocket_port ? websocket_port + display : 0 };
+                       .websocket = websocket_port ? websocket_port + display : 0,
+                       .share = share_policy };
     g_autoptr(GError) error = NULL;
     NbVncServer *s = nb_vnc_server_new(&spec, &error);
     if (s)
@@ -142,6 +153,9 @@ on_line(GObject *source, GAsyncResult *res, gpointer data)
   /* The guest switches mode once the client has seen the first picture. */
   if (f->resize_on_match && g_str_equal(line, "MATCH 640x480"))
     draw(f->fb, 800, 600);
+  /* Caps Lock goes out, Num and Scroll Lock on. */
+  if (f->leds_on_report && g_str_equal(line, "LEDS 4"))
+    g_atomic_int_set(&f->input.leds, 3);
   read_line(f, G_DATA_INPUT_STREAM(source));
 }
 
@@ -292,6 +306,43 @@ test_keys_fr(void)
   teardown(&f);
 }
 
+/* QEMU's extended key events: the key the client names goes to the guest
+ * as it is, whatever the keymap (a German one here); a key number that is
+ * no PC key falls back to the keysym and the keymap. */
+static void
+test_keys_scancodes(void)
+{
+  Fixture f;
+  setup(&f, "de", false);
+  /* The US Z key (qnum 0x2c) typing "y" on a German client; Up (E0 48),
+   * Right Ctrl (E0 1D), Pause (E0 46), Print Screen (E0 37), F12, the
+   * keypad's Enter; qnum 0 and an unknown 0x7f with "z", which on a German
+   * guest is the Y key. */
+  g_assert_cmpint(run_client(&f, "--pattern", "640x480", "--scancode-keys",
+                             "0x2c/0x79,0xc8/0xff52,0x9d/0xffe4,0xc6/0xff13,0xb7/0xff61,"
+                             "0x58/0xffc9,0x9c/0xff8d,0x0/0x7a,0x7f/0x7a", NULL), ==, 0);
+  g_assert_nonnull(strstr(f.output->str, "EXT-KEYS-CONFIRMED"));
+  const int want[] = { KEY_Z, -KEY_Z, KEY_UP, -KEY_UP, KEY_RIGHTCTRL, -KEY_RIGHTCTRL,
+                       KEY_PAUSE, -KEY_PAUSE, KEY_SYSRQ, -KEY_SYSRQ, KEY_F12, -KEY_F12,
+                       KEY_KPENTER, -KEY_KPENTER, KEY_Y, -KEY_Y, KEY_Y, -KEY_Y };
+  expect_keys(&f, want, G_N_ELEMENTS(want));
+  teardown(&f);
+}
+
+/* QEMU's LED state: the client is told the guest's LEDs when it asks, and
+ * again when they change. */
+static void
+test_leds(void)
+{
+  Fixture f;
+  setup(&f, NULL, false);
+  g_atomic_int_set(&f.input.leds, 4);   /* Caps Lock */
+  f.leds_on_report = true;
+  g_assert_cmpint(run_client(&f, "--expect-leds", "4,3", "--timeout", "10", NULL), ==, 0);
+  g_assert_nonnull(strstr(f.output->str, "LEDS 4\nLEDS 3\n"));
+  teardown(&f);
+}
+
 static void
 test_pointer(void)
 {
@@ -439,19 +490,75 @@ test_bad_clients(void)
   g_assert_true(g_output_stream_write_all(out, "\xee\xee\xee\xee", 4, NULL, NULL, NULL));
   g_assert_true(hangs_up(conn));
   g_object_unref(conn);
+  /* A QEMU client message of a kind that was not offered (audio). */
+  conn = raw_session(port);
+  out = g_io_stream_get_output_stream(G_IO_STREAM(conn));
+  g_assert_true(g_output_stream_write_all(out, "\xff\x01\0\0", 4, NULL, NULL, NULL));
+  g_assert_true(hangs_up(conn));
+  g_object_unref(conn);
+  /* An extended key event with a key number and a keysym that mean
+   * nothing, then one cut short by the client going away. */
+  conn = raw_session(port);
+  out = g_io_stream_get_output_stream(G_IO_STREAM(conn));
+  g_assert_true(g_output_stream_write_all(out, "\xff\0\0\x01\xff\xff\xff\xff\xff\xff\xff\xff"
+                                          "\xff\0\0", 15, NULL, NULL, NULL));
+  g_object_unref(conn);
   /* SetEncodings announcing 65535 encodings and sending a few: the server
    * waits for the rest, then the client goes away. */
   conn = raw_session(port);
   out = g_io_stream_get_output_stream(G_IO_STREAM(conn));
   g_assert_true(g_output_stream_write_all(out, "\x02\0\xff\xff\0\0\0\0\0\0\0\x05", 12, NULL, NULL, NULL));
   g_object_unref(conn);
-  /* The server and a proper client are fine. */
+  /* The server and a proper client are fine; no key reached the guest. */
   g_assert_cmpint(run_client(&f, "--pattern", "640x480", "--timeout", "20", NULL), ==, 0);
+  g_assert_cmpuint(f.input.keys->len, ==, 0);
   /* A server that stops with a client connected hangs up on it. */
   conn = raw_session(port);
   teardown(&f);
   g_assert_true(hangs_up(conn));
   g_object_unref(conn);
+}
+
+/* Real clients one after another, asking for shared or exclusive sessions:
+ * who stays connected under each policy. */
+static void
+test_sharing(void)
+{
+  /* Each line: after the Nth client connected, who is still connected. The
+   * second client is an intruder with a wrong password: it is refused and
+   * changes nothing, whatever the policy. */
+  const struct {
+    NbVncShare share;
+    const char *want;
+  } cases[] = {
+    /* RFB's rule: the exclusive client is left alone; later ones may join. */
+    { NB_VNC_SHARE_ALLOW_EXCLUSIVE, "AFTER 1 shared: up\nREFUSED 2\nAFTER 2 intruder: up gone\n"
+      "AFTER 3 shared: up gone up\nAFTER 4 exclusive: gone gone gone up\n"
+      "AFTER 5 shared: gone gone gone up up\n" },
+    /* Nobody pushes anybody out. */
+    { NB_VNC_SHARE_FORCE_SHARED, "AFTER 1 shared: up\nREFUSED 2\nAFTER 2 intruder: up gone\n"
+      "AFTER 3 shared: up gone up\nAFTER 4 exclusive: up gone up up\n"
+      "AFTER 5 shared: up gone up up up\n" },
+    /* The first one keeps the screen; the others are turned away. */
+    { NB_VNC_SHARE_SINGLE, "AFTER 1 shared: up\nREFUSED 2\nAFTER 2 intruder: up gone\n"
+      "AFTER 3 shared: up gone gone\nAFTER 4 exclusive: up gone gone gone\n"
+      "AFTER 5 shared: up gone gone gone gone\n" },
+    /* The newest one has it (but only with the password). */
+    { NB_VNC_SHARE_TAKEOVER, "AFTER 1 shared: up\nREFUSED 2\nAFTER 2 intruder: up gone\n"
+      "AFTER 3 shared: gone gone up\nAFTER 4 exclusive: gone gone gone up\n"
+      "AFTER 5 shared: gone gone gone gone up\n" },
+  };
+  for (unsigned i = 0; i < G_N_ELEMENTS(cases); i++) {
+    Fixture f;
+    share_policy = cases[i].share;
+    setup(&f, NULL, true);
+    share_policy = NB_VNC_SHARE_ALLOW_EXCLUSIVE;
+    g_test_message("share=%s", nb_vnc_share_name(cases[i].share));
+    g_assert_cmpint(run_client(&f, "--password-file", f.password_file, "--sequence",
+                               "shared,intruder,shared,exclusive,shared", NULL), ==, 0);
+    g_assert_cmpstr(f.output->str, ==, cases[i].want);
+    teardown(&f);
+  }
 }
 
 static void
@@ -477,10 +584,13 @@ main(int argc, char **argv)
   g_test_add_func("/vnc-server/keys-us", test_keys_us);
   g_test_add_func("/vnc-server/keys-de", test_keys_de);
   g_test_add_func("/vnc-server/keys-fr", test_keys_fr);
+  g_test_add_func("/vnc-server/keys-scancodes", test_keys_scancodes);
+  g_test_add_func("/vnc-server/leds", test_leds);
   g_test_add_func("/vnc-server/pointer", test_pointer);
   g_test_add_func("/vnc-server/many-clients", test_many_clients);
   g_test_add_func("/vnc-server/websocket", test_websocket);
   g_test_add_func("/vnc-server/bad-clients", test_bad_clients);
+  g_test_add_func("/vnc-server/sharing", test_sharing);
   g_test_add_func("/vnc-server/bad-config", test_bad_config);
   return g_test_run();
 }

@@ -4,12 +4,26 @@
  *
  *   vnc-test-client HOST:PORT [--password-file F] [--clients N]
  *       [--pattern WxH]... [--keys SYM,SYM,...] [--pointer X,Y] [--timeout S]
+ *       [--scancode-keys QNUM/SYM,...] [--expect-leds N,N,...]
+ *   vnc-test-client --compare-rgb FILE WxH | --find-rgb FILE WxH PATTERN-WxH
+ *   vnc-test-client HOST:PORT --sequence shared|exclusive|intruder,... [--password-file F]
  *
  * Each --pattern is waited for in turn ("MATCH WxH" once all clients show
  * it). --keys takes keysyms in hex: 0x61 is a press and a release, +0xffe1
  * a press, -0xffe1 a release. Exit status: 0 all good, 1 a picture never
  * matched (the first wrong pixel is printed), 2 usage, 3 the server refused
- * the connection or the password ("AUTH-FAILED"). */
+ * the connection or the password ("AUTH-FAILED").
+ *
+ * --scancode-keys sends each key as a QEMU extended key event (a press and
+ * a release with its XT key number, "qnum") once the server has confirmed
+ * that it takes them ("EXT-KEYS-CONFIRMED"; exit 1 if it never does).
+ * --expect-leds asks for QEMU's LED state and waits for each value in turn
+ * ("LEDS N" for every state the server reports; exit 1 on a timeout).
+ *
+ * --sequence connects one client after another, each asking for a shared
+ * or an exclusive session (RFB's ClientInit flag) or, as an intruder, with
+ * a wrong password, and after each one says
+ * which clients are still connected: "AFTER 3 exclusive: gone gone up". */
 #include "test-pattern.h"
 
 #include <rfb/rfbclient.h>
@@ -22,6 +36,38 @@
 #include <unistd.h>
 
 static char *password;
+
+/* QEMU's LED State pseudo-encoding, which libvncclient 0.9.14 does not
+ * know: a client extension reads it (one byte after the rectangle). */
+static int leds_seen = -1;
+static int led_encodings[] = { -261, 0 };
+
+static rfbBool
+handle_led_rect(rfbClient *c, rfbFramebufferUpdateRectHeader *rect)
+{
+  if ((int32_t)rect->encoding != -261)
+    return FALSE;
+  uint8_t b;
+  if (!ReadFromRFBServer(c, (char *)&b, 1))
+    return FALSE;
+  leds_seen = b;
+  printf("LEDS %u\n", b);
+  return TRUE;
+}
+
+/* Updates the first client has seen in full. */
+static unsigned updates_done;
+
+static void
+on_update_done(rfbClient *c)
+{
+  updates_done++;
+}
+
+static rfbClientProtocolExtension led_extension = {
+  .encodings = led_encodings,
+  .handleEncoding = handle_led_rect,
+};
 
 /* A short-lived test tool that exits from many places: in sanitizer builds
  * its leaks at exit would only change its exit status. */
@@ -84,8 +130,13 @@ pump(rfbClient *c, unsigned usecs)
   int n = WaitForMessage(c, usecs);
   if (n < 0)
     return false;
-  if (n > 0 && !HandleRFBServerMessage(c))
-    return false;
+  /* A message libvncclient has already read along with the one before it
+   * waits in its buffer, where WaitForMessage does not look. */
+  while (n > 0 || c->buffered > 0) {
+    if (!HandleRFBServerMessage(c))
+      return false;
+    n = 0;
+  }
   return true;
 }
 
@@ -118,12 +169,129 @@ compare_rgb(const char *path, const char *size)
   return 0;
 }
 
+/* One connection per item of list, in turn (see the top). */
+static int
+run_sequence(const char *host, int port, const char *list)
+{
+  g_auto(GStrv) items = g_strsplit(list, ",", -1);
+  guint n = g_strv_length(items);
+  if (n == 0 || n > 16)
+    return 2;
+  rfbClient *c[16] = { NULL };
+  for (guint i = 0; i < n; i++) {
+    /* An intruder does not know the password (and wants to be alone). */
+    bool shared = strcmp(items[i], "shared") == 0;
+    bool intruder = strcmp(items[i], "intruder") == 0;
+    if (!shared && !intruder && strcmp(items[i], "exclusive") != 0)
+      return 2;
+    char *real_password = password;
+    if (intruder)
+      password = (char *)"not-the-password";
+    c[i] = rfbGetClient(8, 3, 4);
+    free(c[i]->serverHost);
+    c[i]->serverHost = strdup(host);
+    c[i]->serverPort = port;
+    c[i]->GetPassword = get_password;
+    c[i]->appData.shareDesktop = shared;
+    c[i]->canHandleNewFBSize = TRUE;
+    if (!rfbInitClient(c[i], NULL, NULL)) {
+      c[i] = NULL;   /* freed by rfbInitClient */
+      printf("REFUSED %u\n", i + 1);
+    }
+    password = real_password;
+    /* The server decides on ClientInit, before its first update: 0.6 s is
+     * plenty to see every hang-up it does. */
+    for (int t = 0; t < 30; t++)
+      for (guint j = 0; j <= i; j++)
+        if (c[j] && !pump(c[j], 20000)) {
+          free(c[j]->frameBuffer);
+          rfbClientCleanup(c[j]);
+          c[j] = NULL;
+        }
+    GString *line = g_string_new(NULL);
+    g_string_printf(line, "AFTER %u %s:", i + 1, items[i]);
+    for (guint j = 0; j <= i; j++)
+      g_string_append(line, c[j] ? " up" : " gone");
+    printf("%s\n", line->str);
+    g_string_free(line, TRUE);
+  }
+  for (guint i = 0; i < n; i++)
+    if (c[i]) {
+      free(c[i]->frameBuffer);
+      rfbClientCleanup(c[i]);
+    }
+  return 0;
+}
+
+/* A screenshot (raw RGB, w x h) that should show the pattern (pw x ph)
+ * somewhere, through a lossy encoding (noVNC asks for JPEG): finds where,
+ * from a grid of sample points, then measures every pixel there. 0: found
+ * and close (mean error per channel under 10, 95% of pixels within 32: a
+ * picture that is not the pattern is off by about 100), 1:
+ * not. */
+static unsigned
+pixel_error(const uint8_t *img, unsigned w, unsigned ox, unsigned oy, unsigned x, unsigned y)
+{
+  const uint8_t *p = img + ((size_t)(oy + y) * w + ox + x) * 3;
+  uint32_t want = nb_test_pattern_rgb(x, y);
+  int dr = abs((int)p[0] - (int)(want >> 16 & 0xff)), dg = abs((int)p[1] - (int)(want >> 8 & 0xff)),
+      db = abs((int)p[2] - (int)(want & 0xff));
+  return (unsigned)MAX(dr, MAX(dg, db));
+}
+
+static int
+find_rgb(const char *path, const char *size, const char *pattern_size)
+{
+  unsigned w, h, pw, ph;
+  g_autofree char *data = NULL;
+  gsize len = 0;
+  g_autoptr(GError) error = NULL;
+  if (sscanf(size, "%ux%u", &w, &h) != 2 || sscanf(pattern_size, "%ux%u", &pw, &ph) != 2 ||
+      pw < 16 || ph < 16 || !g_file_get_contents(path, &data, &len, &error)) {
+    fprintf(stderr, "vnc-test-client: %s\n", error ? error->message : "bad size");
+    return 2;
+  }
+  if (len != (gsize)w * h * 3 || pw > w || ph > h) {
+    printf("RGB file is %zu bytes, not %ux%u, or smaller than %ux%u\n", (size_t)len, w, h, pw, ph);
+    return 1;
+  }
+  const uint8_t *img = (const uint8_t *)data;
+  unsigned best_x = 0, best_y = 0;
+  uint64_t best = UINT64_MAX;
+  for (unsigned oy = 0; oy + ph <= h; oy++)
+    for (unsigned ox = 0; ox + pw <= w; ox++) {
+      uint64_t err = 0;
+      for (unsigned sy = 0; sy < 8 && err < best; sy++)
+        for (unsigned sx = 0; sx < 8; sx++)
+          err += pixel_error(img, w, ox, oy, sx * (pw - 1) / 7, sy * (ph - 1) / 7);
+      if (err < best)
+        best = err, best_x = ox, best_y = oy;
+    }
+  uint64_t total = 0, close = 0;
+  unsigned worst = 0;
+  for (unsigned y = 0; y < ph; y++)
+    for (unsigned x = 0; x < pw; x++) {
+      unsigned e = pixel_error(img, w, best_x, best_y, x, y);
+      total += e;
+      close += e <= 32;
+      worst = MAX(worst, e);
+    }
+  double mean = (double)total / ((double)pw * ph), share = 100.0 * (double)close / ((double)pw * ph);
+  bool ok = mean < 10.0 && share >= 95.0;
+  printf("%s %ux%u at %u,%u: mean error %.2f, %.2f%% of pixels within 32, worst %u\n",
+         ok ? "PATTERN-FOUND" : "PATTERN-NOT-FOUND", pw, ph, best_x, best_y, mean, share, worst);
+  return ok ? 0 : 1;
+}
+
 int
 main(int argc, char **argv)
 {
   if (argc == 4 && strcmp(argv[1], "--compare-rgb") == 0)
     return compare_rgb(argv[2], argv[3]);
-  const char *password_file = NULL, *keys = NULL, *pointer = NULL;
+  if (argc == 5 && strcmp(argv[1], "--find-rgb") == 0)
+    return find_rgb(argv[2], argv[3], argv[4]);
+  const char *password_file = NULL, *keys = NULL, *pointer = NULL, *sequence = NULL;
+  const char *scancode_keys = NULL, *expect_leds = NULL;
   char **patterns = NULL;
   int clients = 1, timeout = 60;
   GOptionEntry entries[] = {
@@ -133,6 +301,9 @@ main(int argc, char **argv)
     { "keys", 0, 0, G_OPTION_ARG_STRING, &keys, "Keysyms to send", "SYMS" },
     { "pointer", 0, 0, G_OPTION_ARG_STRING, &pointer, "Pointer position to send", "X,Y" },
     { "timeout", 0, 0, G_OPTION_ARG_INT, &timeout, "Seconds to wait for each picture", "S" },
+    { "scancode-keys", 0, 0, G_OPTION_ARG_STRING, &scancode_keys, "QEMU extended key events", "QNUM/SYM,..." },
+    { "expect-leds", 0, 0, G_OPTION_ARG_STRING, &expect_leds, "LED states to wait for", "N,..." },
+    { "sequence", 0, 0, G_OPTION_ARG_STRING, &sequence, "Clients one after another", "shared|exclusive,..." },
     G_OPTION_ENTRY_NULL,
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new("HOST:PORT");
@@ -157,6 +328,10 @@ main(int argc, char **argv)
   int port = atoi(colon + 1);
   rfbClientLog = quiet_log;
   rfbClientErr = quiet_log;
+  if (sequence)
+    return run_sequence(argv[1], port, sequence);
+  if (expect_leds)
+    rfbClientRegisterExtension(&led_extension);
 
   rfbClient **c = g_new0(rfbClient *, clients);
   for (int i = 0; i < clients; i++) {
@@ -170,6 +345,8 @@ main(int argc, char **argv)
     c[i]->canHandleNewFBSize = TRUE;
     /* Exact pixels: Tight without its lossy JPEG mode. */
     c[i]->appData.enableJPEG = FALSE;
+    if (i == 0)
+      c[i]->FinishedFrameBufferUpdate = on_update_done;
     if (!rfbInitClient(c[i], NULL, NULL)) {
       /* rfbInitClient frees the client on failure. */
       printf("AUTH-FAILED client %d\n", i);
@@ -231,6 +408,51 @@ main(int argc, char **argv)
       pump(c[0], 20000);
     }
     printf("SENT-KEYS %s\n", keys);
+  }
+  if (scancode_keys) {
+    /* libvncclient forgets the server's confirmation when the server's
+     * list of supported messages (in its first update) arrives, until the
+     * server confirms again: wait for that update, then give that time. */
+    gint64 deadline = g_get_monotonic_time() + (gint64)timeout * G_USEC_PER_SEC;
+    while (updates_done == 0 && g_get_monotonic_time() < deadline)
+      if (!pump(c[0], 20000))
+        return 1;
+    for (int t = 0; t < 15; t++)
+      if (!pump(c[0], 20000))
+        return 1;
+    while (!SupportsClient2Server(c[0], rfbQemuEvent) && g_get_monotonic_time() < deadline)
+      if (!pump(c[0], 20000))
+        return 1;
+    if (!SupportsClient2Server(c[0], rfbQemuEvent)) {
+      printf("EXT-KEYS-NOT-CONFIRMED\n");
+      return 1;
+    }
+    printf("EXT-KEYS-CONFIRMED\n");
+    g_auto(GStrv) list = g_strsplit(scancode_keys, ",", -1);
+    for (char **k = list; *k; k++) {
+      char *slash = strchr(*k, '/');
+      if (slash == NULL)
+        return 2;
+      uint32_t qnum = (uint32_t)strtoul(*k, NULL, 16), sym = (uint32_t)strtoul(slash + 1, NULL, 16);
+      SendExtendedKeyEvent(c[0], sym, qnum, TRUE);
+      SendExtendedKeyEvent(c[0], sym, qnum, FALSE);
+      pump(c[0], 20000);
+    }
+    printf("SENT-SCANCODES %s\n", scancode_keys);
+  }
+  if (expect_leds) {
+    g_auto(GStrv) list = g_strsplit(expect_leds, ",", -1);
+    for (char **v = list; *v; v++) {
+      int want = atoi(*v);
+      gint64 deadline = g_get_monotonic_time() + (gint64)timeout * G_USEC_PER_SEC;
+      while (leds_seen != want && g_get_monotonic_time() < deadline)
+        if (!pump(c[0], 20000))
+          return 1;
+      if (leds_seen != want) {
+        printf("LEDS-TIMEOUT waiting for %d\n", want);
+        return 1;
+      }
+    }
   }
   /* Let the server read what was sent before the connection closes. */
   for (int t = 0; t < 25; t++)

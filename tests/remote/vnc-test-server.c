@@ -1,6 +1,6 @@
 /* Serves the test pattern over VNC with Nestbox's server, for tests that
  * drive a real viewer (noVNC in Chromium, TigerVNC):
- *   vnc-test-server DISPLAY WIDTHxHEIGHT [PASSWORD-FILE]
+ *   vnc-test-server DISPLAY WIDTHxHEIGHT [PASSWORD-FILE|"" [WEBSOCKET-PORT]]
  * Prints "SERVING PORT" once it listens; runs until SIGTERM or SIGINT (or
  * five minutes). Input from clients is printed as KEY/POINTER lines. */
 #include "test-pattern.h"
@@ -35,7 +35,7 @@ main(int argc, char **argv)
 {
   unsigned w, h;
   if (argc < 3 || sscanf(argv[2], "%ux%u", &w, &h) != 2 || w == 0 || h == 0 || w > 4096 || h > 4096) {
-    fprintf(stderr, "usage: vnc-test-server DISPLAY WIDTHxHEIGHT [PASSWORD-FILE]\n");
+    fprintf(stderr, "usage: vnc-test-server DISPLAY WIDTHxHEIGHT [PASSWORD-FILE|\"\" [WEBSOCKET-PORT]]\n");
     return 2;
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -55,13 +55,14 @@ main(int argc, char **argv)
     }
   nb_framebuffer_set_mode(fb, &m);
   NbVncSpec spec = { .listen = (char *)"127.0.0.1", .display = (unsigned)atoi(argv[1]),
-                     .password_file = argc > 3 ? argv[3] : NULL };
+                     .password_file = argc > 3 && argv[3][0] ? argv[3] : NULL,
+                     .websocket = argc > 4 ? (unsigned)atoi(argv[4]) : 0 };
   NbVncServer *s = nb_vnc_server_new(&spec, &error);
   if (s == NULL) {
     fprintf(stderr, "%s\n", error->message);
     return 1;
   }
-  static const NbVncInput input = { on_key, on_pointer };
+  static const NbVncInput input = { on_key, on_pointer, NULL };
   nb_vnc_server_attach(s, fb, &input, NULL);
   printf("SERVING %u\n", nb_vnc_server_port(s));
   GMainLoop *loop = g_main_loop_new(NULL, FALSE);

@@ -162,7 +162,7 @@ static void test_display_vnc(void)
   g_autoptr(GError) error = NULL;
   g_autoptr(NbMachineDocument) doc = nb_machine_document_parse("/m/desk", "desk.ini",
       "[machine]\nname=desk\n[boot]\nkernel=vmlinuz\n[display]\ntype=vnc\nlisten=0.0.0.0:3\n"
-      "password-file=vnc.pw\nkeymap=fr\n", &error);
+      "password-file=vnc.pw\nkeymap=fr\nshare=takeover\n", &error);
   g_assert_no_error(error);
   NbVmOptions o = { 0 };
   g_assert_true(nb_machine_document_to_vm_options(doc, &o, &error));
@@ -172,12 +172,20 @@ static void test_display_vnc(void)
   g_assert_cmpuint(o.vnc->display, ==, 3);
   g_assert_cmpstr(o.vnc->password_file, ==, "/m/desk/vnc.pw");
   g_assert_cmpstr(o.vnc->keymap, ==, "fr");
+  g_assert_cmpint(o.vnc->share, ==, NB_VNC_SHARE_TAKEOVER);
   nb_vm_options_clear(&o);
   /* Saved and read back, it is the same. */
   g_autofree char *text = nb_machine_document_to_data(doc);
   g_assert_nonnull(strstr(text, "type=vnc"));
   g_assert_nonnull(strstr(text, "listen=0.0.0.0:3"));
   g_assert_nonnull(strstr(text, "keymap=fr"));
+  g_assert_nonnull(strstr(text, "share=takeover"));
+  /* A policy that does not exist is refused with its line. */
+  g_autoptr(NbMachineDocument) bad = nb_machine_document_parse("/m/desk", "desk.ini",
+      "[machine]\nname=desk\n[display]\ntype=vnc\nshare=exclusive\n", &error);
+  g_assert_null(bad);
+  g_assert_error(error, NB_MACHINE_DOC_ERROR, NB_MACHINE_DOC_ERROR_INVALID);
+  g_assert_nonnull(strstr(error->message, "desk.ini:5: [display] share: 'exclusive' is not a sharing policy"));
 }
 
 static void test_display_sdl(void)

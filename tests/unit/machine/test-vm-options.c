@@ -202,10 +202,32 @@ test_vnc(void)
   g_assert_no_error(error);
   g_assert_cmpstr(v->listen, ==, "::1");
   nb_vnc_spec_free(v);
+  /* Sharing: RFB's rule by default, or the policy named. */
+  v = nb_vnc_spec_parse(":1", &error);
+  g_assert_cmpint(v->share, ==, NB_VNC_SHARE_ALLOW_EXCLUSIVE);
+  nb_vnc_spec_free(v);
+  const struct { const char *text, *name; NbVncShare share; } shares[] = {
+    { ":1,share=allow-exclusive", "allow-exclusive", NB_VNC_SHARE_ALLOW_EXCLUSIVE },
+    { ":1,share=force-shared", "force-shared", NB_VNC_SHARE_FORCE_SHARED },
+    { ":1,keymap=de,share=single", "single", NB_VNC_SHARE_SINGLE },
+    { ":1,share=takeover,password-file=/p", "takeover", NB_VNC_SHARE_TAKEOVER },
+  };
+  for (unsigned i = 0; i < G_N_ELEMENTS(shares); i++) {
+    v = nb_vnc_spec_parse(shares[i].text, &error);
+    g_assert_no_error(error);
+    g_assert_cmpint(v->share, ==, shares[i].share);
+    g_assert_cmpstr(nb_vnc_share_name(v->share), ==, shares[i].name);
+    nb_vnc_spec_free(v);
+  }
+  v = nb_vnc_spec_parse(":1,share=exclusive", &error);
+  g_assert_null(v);
+  g_assert_nonnull(strstr(error->message, "share=exclusive is not a sharing policy"));
+  g_clear_error(&error);
 
   const char *bad[] = { "", "1", "127.0.0.1", "127.0.0.1:100", "127.0.0.1:-1", ":x", "host.example:1",
                         ":1,password-file=", ":1,websocket=0", ":1,websocket=70000", ":1,color=yes",
-                        ":1,websocket=5901", ":1,websocket=1,websocket=2" };
+                        ":1,websocket=5901", ":1,websocket=1,websocket=2",
+                        ":1,share=", ":1,share=single,share=takeover" };
   for (unsigned i = 0; i < G_N_ELEMENTS(bad); i++) {
     g_clear_error(&error);
     g_assert_null(nb_vnc_spec_parse(bad[i], &error));

@@ -185,6 +185,51 @@ test_no_buffers(void)
   td_clear(&td);
 }
 
+/* Sends one status event the way virtio_input does when the guest's
+ * keyboard handler switches an LED (Caps Lock), and waits for it back. */
+static void
+send_status(TestDriver *td, uint16_t type, uint16_t code, uint32_t value, uint32_t len)
+{
+  uint64_t gpa = td_alloc(td, 8);
+  uint8_t *p = td_ptr(td, gpa, 8);
+  uint8_t wire[8] = { (uint8_t)type, (uint8_t)(type >> 8), (uint8_t)code, (uint8_t)(code >> 8),
+                      (uint8_t)value, (uint8_t)(value >> 8), (uint8_t)(value >> 16),
+                      (uint8_t)(value >> 24) };
+  memcpy(p, wire, 8);
+  TdBuf b = { gpa, len, false };
+  td_submit(td, 1, &b, 1);
+  td_kick(td, 1);
+  uint32_t id, used;
+  g_assert_true(td_wait_used(td, 1, &id, &used, 3000));
+  g_assert_cmpuint(used, ==, 0);
+}
+
+static void
+test_leds(void)
+{
+  TestDriver td;
+  NbVirtioInput *in = start(&td, NB_VIRTIO_INPUT_KEYBOARD);
+  g_assert_cmpuint(nb_virtio_input_leds(in), ==, 0);
+  send_status(&td, EV_LED, LED_CAPSL, 1, 8);
+  g_assert_cmpuint(nb_virtio_input_leds(in), ==, NB_VIRTIO_INPUT_LED_CAPS_LOCK);
+  send_status(&td, EV_LED, LED_NUML, 1, 8);
+  send_status(&td, EV_LED, LED_SCROLLL, 1, 8);
+  send_status(&td, EV_LED, LED_CAPSL, 0, 8);
+  g_assert_cmpuint(nb_virtio_input_leds(in), ==,
+                   NB_VIRTIO_INPUT_LED_NUM_LOCK | NB_VIRTIO_INPUT_LED_SCROLL_LOCK);
+  /* What is not an LED this keyboard has, or is cut short, changes nothing. */
+  send_status(&td, EV_LED, LED_KANA, 1, 8);
+  send_status(&td, EV_SND, SND_BELL, 1, 8);
+  send_status(&td, EV_LED, LED_CAPSL, 1, 6);
+  g_assert_cmpuint(nb_virtio_input_leds(in), ==,
+                   NB_VIRTIO_INPUT_LED_NUM_LOCK | NB_VIRTIO_INPUT_LED_SCROLL_LOCK);
+  /* A reset (a guest reboot) puts them out. */
+  td_reset(&td);
+  g_assert_cmpuint(nb_virtio_input_leds(in), ==, 0);
+  nb_virtio_input_free(in);
+  td_clear(&td);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -192,5 +237,6 @@ main(int argc, char **argv)
   g_test_add_func("/virtio-input/keyboard", test_keyboard);
   g_test_add_func("/virtio-input/tablet", test_tablet);
   g_test_add_func("/virtio-input/no-buffers", test_no_buffers);
+  g_test_add_func("/virtio-input/leds", test_leds);
   return g_test_run();
 }
