@@ -7,7 +7,9 @@
 # socket carries keys and output; shutdown presses the ACPI power button,
 # which the guest sees as KEY_POWER on its "Power Button" input device before
 # it powers off; poweroff stops it at once; a machine whose nestbox-vm is
-# killed shows as crashed, with its log readable.
+# killed shows as crashed, with its log readable. With a NAT card added,
+# port forwards on 127.0.0.1 and [::1] are added, used, listed and removed
+# while the machine runs.
 source "$(dirname "$0")/lib.sh"
 : "${NESTBOX_CTL:?NESTBOX_CTL must point at nestboxctl}"
 export XDG_DATA_HOME=$NB_WORK/data XDG_RUNTIME_DIR=$NB_WORK/run
@@ -30,6 +32,13 @@ done
 (i=0; while :; do echo "HEARTBEAT $i"; i=$((i + 1)); sleep 0.2; done) &
 beat=$!
 (while read -r line; do echo "GOT:$line"; done < /dev/console) &
+if [ -e /sys/class/net/eth0 ]; then
+  ip link set lo up; ip link set eth0 up
+  ip addr add 10.0.2.15/24 dev eth0; ip route add default via 10.0.2.2
+  ping -c 1 -W 5 10.0.2.2 > /dev/null  # the engine learns our MAC address
+  mkdir -p /tmp/www; echo "nestbox-forwarded-$(cat /sys/class/net/eth0/address)" > /tmp/www/index.html
+  httpd -p 80 -h /tmp/www && echo "GUEST-HTTPD-UP"
+fi
 echo "CONTROL-GUEST-UP $dev"
 dd if="$dev" of=/tmp/event bs=24 count=1 2>/dev/null
 kill $beat
@@ -39,7 +48,7 @@ initrd=$NB_WORK/control.cpio.gz
 "$NB_IMAGES_DIR/make-test-initrd.sh" "$NESTBOX_GUEST_DIR/guest.cpio.gz" "$NB_WORK/control.sh" "$initrd" "$button"
 
 "$C" create ctl --preset linux-small --kernel "$NESTBOX_GUEST_DIR/vmlinuz" --initrd "$initrd" \
-  --cmdline "console=ttyS0 nestbox.modules=evdev panic=-1 quiet" > /dev/null
+  --cmdline "console=ttyS0 nestbox.modules=evdev,virtio_net panic=-1 quiet" > /dev/null
 dir=$XDG_DATA_HOME/nestbox/machines/ctl
 NB_LOG=$dir/serial.log
 sock=$XDG_RUNTIME_DIR/nestbox/ctl.sock
@@ -152,9 +161,31 @@ check "the machine is stopped" [ "$("$C" state ctl)" = stopped ]
 check "its socket is gone" [ ! -e "$sock" ]
 check "its process has exited" bash -c "! kill -0 $PID 2>/dev/null"
 
-# 2. poweroff --------------------------------------------------------------------
+# 2. port forwards at run time, then poweroff ---------------------------------------
+"$C" set ctl net:0.mode=nat > /dev/null
+check "a NAT card is added to the stopped machine" [ $? = 0 ]
 start_machine
 wait_for '^CONTROL-GUEST-UP' 240
+check "the guest's httpd is up on its NAT card" grep -aq '^GUEST-HTTPD-UP' "$NB_LOG"
+port() { echo $((10000 + RANDOM % 20000)); }
+fetch() { timeout 30 busybox wget -q -O - "$1" 2>/dev/null; }  # (busybox 1.35 wget -T crashes)
+p4=$(port); p6=$(port)
+for rule in "tcp:127.0.0.1:$p4-:80" "tcp:[::1]:$p6-:80"; do
+  out=$("$C" forward ctl add "$rule" 2>&1)
+  check "forward add $rule while running ($out)" [ $? = 0 ]
+done
+list=$("$C" forward ctl list)
+check "forward list shows both ($(tr '\n' ' ' <<<"$list"))" \
+  bash -c "grep -qF '127.0.0.1:$p4' <<<'$list' && grep -qF '[::1]:$p6' <<<'$list'"
+check "the host reaches the guest's httpd through 127.0.0.1:$p4" \
+  bash -c "$(declare -f fetch); fetch http://127.0.0.1:$p4/ | grep -q '^nestbox-forwarded-'"
+check "and through [::1]:$p6" bash -c "$(declare -f fetch); fetch 'http://[::1]:$p6/' | grep -q '^nestbox-forwarded-'"
+out=$("$C" forward ctl add "tcp:[::1]:$p6-:80" 2>&1); status=$?
+check "the same forward again is refused ($out)" bash -c "[ $status = 1 ] && grep -q 'already exists' <<<'$out'"
+out=$("$C" forward ctl remove "tcp:[::1]:$p6" 2>&1)
+check "forward remove on [::1] ($out)" [ $? = 0 ]
+check "and [::1]:$p6 no longer answers" bash -c "$(declare -f fetch); ! fetch 'http://[::1]:$p6/' > /dev/null"
+check "while 127.0.0.1:$p4 still does" bash -c "$(declare -f fetch); fetch http://127.0.0.1:$p4/ | grep -q '^nestbox-forwarded-'"
 out=$("$C" poweroff ctl 2>&1); status=$?
 check "poweroff stops it at once ($out)" bash -c "[ $status = 0 ] && [ \"\$('$C' state ctl)\" = stopped ]"
 check "without a power key event" bash -c "! grep -aq POWER-KEY-SEEN '$NB_LOG'"
