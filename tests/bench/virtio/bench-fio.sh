@@ -56,6 +56,8 @@ debug=${NB_FIO_DEBUG:-}
 append="console=ttyS0 panic=-1 nestbox.modules=virtio_blk fio.rounds=$rounds fio.runtime=$runtime"
 if [ -n "$debug" ]; then append+=" loglevel=7 hung_task_timeout_secs=30 fio.watch=1"; else append+=" quiet"; fi
 [ -n "$fio_jobs" ] && append+=" fio.jobs=$fio_jobs"
+# NB_FIO_APPEND: more guest kernel parameters (both VMMs).
+[ -n "${NB_FIO_APPEND:-}" ] && append+=" $NB_FIO_APPEND"
 n_jobs=4
 [ -n "$fio_jobs" ] && n_jobs=$(echo "$fio_jobs" | tr ',' '\n' | grep -c .)
 mem=512M
