@@ -9,6 +9,11 @@
 #define WZ_FLAG_UNMAP 1u
 /* Requests run at once per disk. Measured in tests/bench/virtio/RESULTS.md. */
 #define POOL_THREADS 4
+#define MAX_THREADS 16
+/* Most requests a pool thread takes at once: it runs them one after the
+ * other and hands them back together, with one used->idx update and at most
+ * one interrupt. */
+#define BATCH_MAX 8
 
 /* Config space layout (spec 5.2.4), the fields we fill. */
 #define CFG_CAPACITY          0
@@ -32,11 +37,18 @@ struct NbVirtioBlk {
   char serial[NB_VIRTIO_BLK_ID_BYTES];
   uint8_t config[CFG_SIZE];
 
-  GMutex lock;          /* the queue, in_flight */
-  GCond drained;
-  unsigned in_flight;
+  GMutex lock;          /* the queue and everything below */
+  GCond work;           /* requests wait in pending, or the pool stops */
+  GCond drained;        /* in_flight reached 0 */
+  unsigned in_flight;   /* taken from the ring, not yet handed back */
   unsigned threads;     /* 0: requests run on the worker itself */
-  GThreadPool *pool;
+  GThread *pool[MAX_THREADS];
+  unsigned idle;        /* pool threads waiting for work */
+  bool stopping;
+  /* Requests the worker took and no pool thread has yet: a ring as long as
+   * the virtqueue, which bounds how many can be taken at once. */
+  NbVirtqElement *pending[NB_VIRTIO_BLK_QUEUE_SIZE];
+  unsigned pending_head, pending_count;
 };
 
 static void
@@ -205,26 +217,64 @@ nb_virtio_blk_process(NbVirtioBlk *blk, const NbVirtqElement *elem)
 
 /* Queue handling ------------------------------------------------------------ */
 
+/* With the lock held: hands n finished requests back to the driver in one
+ * used->idx update, then interrupts once if the driver asked for it. */
 static void
-complete(NbVirtioBlk *blk, NbVirtqElement *elem, uint32_t len)
+complete_locked(NbVirtioBlk *blk, NbVirtqElement **elems, const uint32_t *lens, unsigned n)
 {
-  g_mutex_lock(&blk->lock);
   NbVirtqueue *vq = nb_virtio_pci_queue(blk->vp, 0);
-  nb_virtqueue_push(vq, elem->head, len);
+  uint16_t heads[BATCH_MAX];
+  for (unsigned i = 0; i < n; i++)
+    heads[i] = elems[i]->head;
+  nb_virtqueue_push_batch(vq, heads, lens, n);
   if (nb_virtqueue_should_notify(vq))
     nb_virtio_pci_notify_queue(blk->vp, 0);
-  if (--blk->in_flight == 0)
+  blk->in_flight -= n;
+  if (blk->in_flight == 0)
     g_cond_broadcast(&blk->drained);
-  g_mutex_unlock(&blk->lock);
-  g_free(elem);
 }
 
-static void
-pool_run(gpointer data, gpointer user_data)
+static gpointer
+pool_main(gpointer data)
 {
-  NbVirtioBlk *blk = user_data;
-  NbVirtqElement *elem = data;
-  complete(blk, elem, nb_virtio_blk_process(blk, elem));
+  NbVirtioBlk *blk = data;
+  NbVirtqElement *batch[BATCH_MAX];
+  uint32_t lens[BATCH_MAX];
+  g_mutex_lock(&blk->lock);
+  for (;;) {
+    if (blk->pending_count == 0) {
+      if (blk->stopping)
+        break;
+      blk->idle++;
+      g_cond_wait(&blk->work, &blk->lock);
+      blk->idle--;
+      continue;
+    }
+    /* An even share of what waits, so that a burst spreads over the pool
+     * while each thread still completes several requests per interrupt. */
+    unsigned n = (blk->pending_count + blk->threads - 1) / blk->threads;
+    n = CLAMP(n, 1, BATCH_MAX);
+    /* The worker stopped taking requests when the ring was full: it is to
+     * look again now that there is room. */
+    if (blk->pending_count == NB_VIRTIO_BLK_QUEUE_SIZE)
+      nb_virtio_pci_kick(blk->vp, 0);
+    for (unsigned i = 0; i < n; i++) {
+      batch[i] = blk->pending[blk->pending_head];
+      blk->pending_head = (blk->pending_head + 1) % NB_VIRTIO_BLK_QUEUE_SIZE;
+    }
+    blk->pending_count -= n;
+    g_mutex_unlock(&blk->lock);
+    for (unsigned i = 0; i < n; i++)
+      lens[i] = nb_virtio_blk_process(blk, batch[i]);
+    g_mutex_lock(&blk->lock);
+    complete_locked(blk, batch, lens, n);
+    g_mutex_unlock(&blk->lock);
+    for (unsigned i = 0; i < n; i++)
+      g_free(batch[i]);
+    g_mutex_lock(&blk->lock);
+  }
+  g_mutex_unlock(&blk->lock);
+  return NULL;
 }
 
 static void
@@ -232,39 +282,85 @@ blk_queue_notify(void *ctx, unsigned queue)
 {
   NbVirtioBlk *blk = ctx;
   NbVirtqueue *vq = nb_virtio_pci_queue(blk->vp, 0);
+  unsigned added = 0;
+  g_mutex_lock(&blk->lock);
   for (;;) {
     g_autoptr(GError) error = NULL;
     NbVirtqElement *elem = NULL;
-    g_mutex_lock(&blk->lock);
     nb_virtqueue_disable_notify(vq);
+    /* The ring cannot hold more requests than the queue has entries, but a
+     * driver that reuses entries before they complete could: take no more
+     * than there is room for, and come back when a pool thread made room
+     * (it kicks the queue). */
+    if (blk->threads > 0 && blk->pending_count == NB_VIRTIO_BLK_QUEUE_SIZE)
+      break;
     NbVirtqPopResult r = nb_virtqueue_pop(vq, &elem, &error);
     if (r == NB_VIRTQ_POP_EMPTY) {
-      bool more = nb_virtqueue_enable_notify(vq);
-      g_mutex_unlock(&blk->lock);
-      if (more)
+      if (nb_virtqueue_enable_notify(vq))
         continue;
-      return;
+      break;
     }
     if (r == NB_VIRTQ_POP_BROKEN) {
       nb_virtio_pci_set_broken(blk->vp, error->message);
-      g_mutex_unlock(&blk->lock);
-      return;
+      break;
     }
     blk->in_flight++;
-    g_mutex_unlock(&blk->lock);
-    if (blk->threads > 0)
-      g_thread_pool_push(blk->pool, elem, NULL);
-    else
-      pool_run(elem, blk);
+    if (blk->threads == 0) {
+      g_mutex_unlock(&blk->lock);
+      uint32_t len = nb_virtio_blk_process(blk, elem);
+      g_mutex_lock(&blk->lock);
+      complete_locked(blk, &elem, &len, 1);
+      g_free(elem);
+      continue;
+    }
+    blk->pending[(blk->pending_head + blk->pending_count) % NB_VIRTIO_BLK_QUEUE_SIZE] = elem;
+    blk->pending_count++;
+    added++;
   }
+  /* One wake-up per thread that will find work, not one per request. */
+  for (unsigned i = 0; i < MIN(added, blk->idle); i++)
+    g_cond_signal(&blk->work);
+  g_mutex_unlock(&blk->lock);
+}
+
+static void
+pool_stop(NbVirtioBlk *blk)
+{
+  g_mutex_lock(&blk->lock);
+  blk->stopping = true;
+  g_cond_broadcast(&blk->work);
+  g_mutex_unlock(&blk->lock);
+  for (unsigned i = 0; i < MAX_THREADS; i++) {
+    if (blk->pool[i])
+      g_thread_join(blk->pool[i]);
+    blk->pool[i] = NULL;
+  }
+  blk->stopping = false;
+}
+
+static bool
+pool_start(NbVirtioBlk *blk, unsigned threads, GError **error)
+{
+  blk->threads = MIN(threads, MAX_THREADS);
+  for (unsigned i = 0; i < blk->threads; i++) {
+    g_autofree char *name = g_strdup_printf("virtio-blk-io%u", i);
+    blk->pool[i] = g_thread_try_new(name, pool_main, blk, error);
+    if (blk->pool[i] == NULL) {
+      pool_stop(blk);
+      blk->threads = 0;
+      return false;
+    }
+  }
+  return true;
 }
 
 void
 nb_virtio_blk_set_threads(NbVirtioBlk *blk, unsigned threads)
 {
-  blk->threads = threads;
-  if (threads > 0)
-    g_thread_pool_set_max_threads(blk->pool, (gint)threads, NULL);
+  pool_stop(blk);
+  g_autoptr(GError) error = NULL;
+  if (!pool_start(blk, threads, &error))
+    g_warning("virtio-blk: requests run on the worker thread: %s", error->message);
 }
 
 static void
@@ -309,6 +405,7 @@ nb_virtio_blk_new(NbGuestMemory *mem, NbBlock *block, const char *serial, GError
   if (serial)
     memcpy(blk->serial, serial, strlen(serial));
   g_mutex_init(&blk->lock);
+  g_cond_init(&blk->work);
   g_cond_init(&blk->drained);
 
   uint64_t features = (UINT64_C(1) << NB_VIRTIO_BLK_F_SEG_MAX) |
@@ -333,9 +430,7 @@ nb_virtio_blk_new(NbGuestMemory *mem, NbBlock *block, const char *serial, GError
   put_le32(blk->config + CFG_MAX_WZ_SEG, NB_VIRTIO_BLK_MAX_DISCARD_SEG);
   blk->config[CFG_WZ_MAY_UNMAP] = 1;
 
-  blk->threads = POOL_THREADS;
-  blk->pool = g_thread_pool_new(pool_run, blk, POOL_THREADS, FALSE, error);
-  if (blk->pool == NULL)
+  if (!pool_start(blk, POOL_THREADS, error))
     goto fail;
   NbVirtioDeviceInfo info = {
     .name = "blk",
@@ -367,10 +462,10 @@ nb_virtio_blk_free(NbVirtioBlk *blk)
    * last completions still use the queue. */
   if (blk->vp)
     nb_virtio_pci_stop(blk->vp);
-  if (blk->pool)
-    g_thread_pool_free(blk->pool, FALSE, TRUE);
+  pool_stop(blk);
   nb_virtio_pci_free(blk->vp);
   g_mutex_clear(&blk->lock);
+  g_cond_clear(&blk->work);
   g_cond_clear(&blk->drained);
   g_free(blk);
 }

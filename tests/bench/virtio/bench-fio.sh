@@ -45,12 +45,54 @@ img=$work/disk.raw
 dd if=/dev/zero of="$img" bs=1M count=256 status=none
 
 kernel=$guest/vmlinuz
-append="console=ttyS0 panic=-1 quiet nestbox.modules=virtio_blk fio.rounds=$rounds fio.runtime=$runtime"
+# NB_FIO_VMMS="nestbox" runs one VMM only; NB_FIO_JOBS=randwrite,seqwrite
+# only those jobs; NB_FIO_DEBUG=1 keeps the guest kernel's messages, has the
+# guest print its requests in flight every 5 s (fio.watch) and, when a job
+# makes no progress for RUNTIME + 60 s, prints every nestbox-vm thread's
+# stack (gdb) before stopping it: what a hang needs to be explained.
+vmms=${NB_FIO_VMMS:-nestbox qemu}
+fio_jobs=${NB_FIO_JOBS:-}
+debug=${NB_FIO_DEBUG:-}
+append="console=ttyS0 panic=-1 nestbox.modules=virtio_blk fio.rounds=$rounds fio.runtime=$runtime"
+if [ -n "$debug" ]; then append+=" loglevel=7 hung_task_timeout_secs=30 fio.watch=1"; else append+=" quiet"; fi
+[ -n "$fio_jobs" ] && append+=" fio.jobs=$fio_jobs"
+# NB_FIO_APPEND: more guest kernel parameters (both VMMs).
+[ -n "${NB_FIO_APPEND:-}" ] && append+=" $NB_FIO_APPEND"
+n_jobs=4
+[ -n "$fio_jobs" ] && n_jobs=$(echo "$fio_jobs" | tr ',' '\n' | grep -c .)
 mem=512M
+
+# With NB_FIO_DEBUG: stops PID once the console LOG shows no new FIO-START
+# or FIO-RESULT line for RUNTIME + 60 s, printing its threads' stacks first.
+stall_watch() { # pid log
+  local last="" same=0 now
+  while kill -0 "$1" 2>/dev/null; do
+    sleep 5
+    now=$(grep -a -c -E '^FIO-(START|RESULT)' "$2" 2>/dev/null)
+    if [ "$now" = "$last" ]; then same=$((same + 5)); else same=0; last=$now; fi
+    if [ $same -ge $((runtime + 60)) ]; then
+      echo "STALL: no fio progress for $same s; nestbox-vm threads:"
+      for t in /proc/"$1"/task/*; do echo "  thread $(cat "$t/comm") $(cat "$t/wchan" 2>/dev/null)"; done
+      command -v gdb >/dev/null && timeout 60 gdb -p "$1" -batch -ex 'thread apply all bt' 2>&1 | grep -E '^(Thread|#)' | head -150
+      kill "$1"
+      return
+    fi
+  done
+}
 
 run_vmm() { # vmm log
   case $1 in
     nestbox)
+      if [ -n "$debug" ]; then
+        G_MESSAGES_DEBUG=all "$build/app/nestbox-vm" --kernel "$kernel" --initrd "$initrd" --append "$append" \
+          --memory $mem --cpus 1 --serial "file:$2" --disk "$img" --no-reboot &
+        local pid=$!
+        stall_watch $pid "$2" &
+        local watch=$!
+        wait $pid; local st=$?
+        kill $watch 2>/dev/null; wait $watch 2>/dev/null
+        return $st
+      fi
       timeout -k 5 600 "$build/app/nestbox-vm" --kernel "$kernel" --initrd "$initrd" --append "$append" \
         --memory $mem --cpus 1 --serial "file:$2" --disk "$img" --no-reboot ;;
     qemu)
@@ -72,6 +114,7 @@ order=()
 for b in $(seq "$boots"); do
   if [ $((b % 2)) = 1 ]; then order=(nestbox qemu); else order=(qemu nestbox); fi
   for vmm in "${order[@]}"; do
+    case " $vmms " in *" $vmm "*) ;; *) continue ;; esac
     log=$logs/$vmm-$b.log
     start=$(date +%s)
     run_vmm $vmm "$log" > "$logs/$vmm-$b.stderr" 2>&1
@@ -81,11 +124,11 @@ for b in $(seq "$boots"); do
     # Both VMMs stop when the guest reboots (--no-reboot, -no-reboot), so a
     # guest that crashed shows as missing rounds, not as a second boot.
     got=$(grep -ac '^FIO-RESULT' "$log")
-    if grep -aq '^FIO-FAILED' "$log" || [ $status != 0 ] || [ "$got" != $((rounds * 4)) ]; then
-      echo "  $vmm ran $got of $((rounds * 4)) jobs (exit $status); console in $log"
+    if grep -aq '^FIO-FAILED' "$log" || [ $status != 0 ] || [ "$got" != $((rounds * n_jobs)) ]; then
+      echo "  $vmm ran $got of $((rounds * n_jobs)) jobs (exit $status); console in $log"
       echo "  its console ended with:"
-      tail -n 15 "$log" | sed 's/^/  | /'
-      sed 's/^/  ! /' "$logs/$vmm-$b.stderr"
+      tail -n "$([ -n "$debug" ] && echo 60 || echo 15)" "$log" | sed 's/^/  | /'
+      grep -v -e "MMIO" "$logs/$vmm-$b.stderr" | tail -n 40 | sed 's/^/  ! /'
     fi
     while read -r _ job round iops kib; do
       echo "  $vmm $job round $round: $iops IOPS, $((kib / 1024)) MiB/s"

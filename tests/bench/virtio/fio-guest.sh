@@ -12,12 +12,23 @@ fio() { /fio/lib/ld-linux-x86-64.so.2 --library-path /fio/lib /fio/fio "$@"; }
 [ -b /dev/vda ] || { echo "FIO-FAILED no /dev/vda"; exit 1; }
 fio --version | sed 's/^/FIO-VERSION /'
 size=$(($(cat /sys/block/vda/size) * 512))
+# fio.jobs=randwrite,seqwrite runs only those jobs (all four by default).
+only=$(sed -n 's/.*fio\.jobs=\([a-z,]*\).*/\1/p' /proc/cmdline)
+# fio.watch=1: every 5 s, requests in flight on vda and the interrupts the
+# virtio-blk queue got, so a stalled run shows whether completions stopped.
+if [ -n "$(arg fio.watch)" ]; then
+  ( while sleep 5; do
+      echo "FIO-WATCH inflight $(cat /sys/block/vda/inflight) irqs" \
+        $(grep -E 'virtio.*(req|request|queues)' /proc/interrupts | awk '{ print $2 }')
+    done ) &
+fi
 round=1
 while [ $round -le "$rounds" ]; do
   # name rw bs iodepth
   for job in "randread randread 4k 32" "randwrite randwrite 4k 32" \
              "seqread read 1M 4" "seqwrite write 1M 4"; do
     set -- $job
+    case ",${only:-$1}," in *",$1,"*) ;; *) continue ;; esac
     # Shows where a guest that dies mid-run got to.
     echo "FIO-START $1 $round"
     if out=$(fio --name="$1" --filename=/dev/vda --rw="$2" --bs="$3" --iodepth="$4" \
