@@ -264,10 +264,14 @@ def main():
     workloads = [(w.split(":")[0], int(w.split(":")[1])) for w in args.workloads.split(",")]
     encodings = args.encodings.split(",")
     results = []
-    for i, name in enumerate(args.vmms.split(",")):
+    vmms = args.vmms.split(",")
+    for i, spec in enumerate(vmms):
         display = 41 + i
-        if name == "nestbox":
-            argv = [args.nestbox, "--kernel", args.kernel, "--initrd", args.initrd,
+        # NAME=PATH: another nestbox-vm binary (an earlier build, to compare
+        # a change before and after in the same run).
+        name, _, binary = spec.partition("=")
+        if name != "qemu":
+            argv = [binary or args.nestbox, "--kernel", args.kernel, "--initrd", args.initrd,
                     "--append", append, "--memory", "512M", "--cpus", "1", "--serial", "stdio",
                     "--vnc", f"127.0.0.1:{display}", "--no-reboot"]
         else:
@@ -287,15 +291,21 @@ def main():
                     r = phase(vmm, args.client, 5900 + display, workload, encoding,
                               args.seconds, fps, log)
                     results.append(r)
-                    print(describe(r), flush=True)
+                    print(f"[{time.monotonic() - started:4.0f} s] " + describe(r), flush=True)
         except RuntimeError as e:
             print(f"{name}: FAILED: {e}", flush=True)
         finally:
             vmm.stop()
 
     by = {(r["vmm"], r["workload"], r["encoding"]): r for r in results}
+    for nb in [v.partition("=")[0] for v in vmms if v != "qemu"]:
+        table(by, nb, workloads, encodings)
+    return 0 if len(results) == len(workloads) * len(encodings) * len(vmms) else 1
+
+
+def table(by, nb, workloads, encodings):
     print()
-    print("| workload | encoding | measure | Nestbox | QEMU | Nestbox/QEMU |")
+    print(f"| workload | encoding | measure | {nb} | QEMU | {nb}/QEMU |")
     print("|---|---|---|---|---|---|")
     measures = [("mbit_s", "Mbit/s on the wire", "%.2f"),
                 ("cpu_vmm_ms_per_frame", "VMM CPU ms/frame (not vCPU)", "%.2f"),
@@ -304,14 +314,13 @@ def main():
                 ("frames_shown", "frames shown", "%d")]
     for workload, fps in workloads:
         for encoding in encodings:
-            n, q = by.get(("nestbox", workload, encoding)), by.get(("qemu", workload, encoding))
+            n, q = by.get((nb, workload, encoding)), by.get(("qemu", workload, encoding))
             for key, label, fmt in measures:
                 if not n or not q or key not in n or key not in q:
                     continue
                 ratio = n[key] / q[key] if q[key] else float("nan")
                 print(f"| {workload} {fps} fps | {encoding} | {label} | {fmt % n[key]} | "
                       f"{fmt % q[key]} | {ratio:.2f} |")
-    return 0 if len(results) == len(workloads) * len(encodings) * len(args.vmms.split(",")) else 1
 
 
 if __name__ == "__main__":
