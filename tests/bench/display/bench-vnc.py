@@ -296,6 +296,7 @@ def main():
             print(f"{name}: FAILED: {e}", flush=True)
         finally:
             vmm.stop()
+            print(f"{name}: stopped after {time.monotonic() - started:.0f} s", flush=True)
 
     by = {(r["vmm"], r["workload"], r["encoding"]): r for r in results}
     for nb in [v.partition("=")[0] for v in vmms if v != "qemu"]:

@@ -27,7 +27,9 @@
  * y = height - 12. A frame is written as the program that draws it would:
  * the rows that changed in one pwrite() (so Linux's DRM fbdev emulation
  * damages and copies exactly those rows to video memory at once, without
- * the 50 ms deferred-I/O delay of a mapping), then the stamp's rows. */
+ * the 50 ms deferred-I/O delay of a mapping), then the stamp's rows; the
+ * stamp's time is taken after the frame was drawn off screen, just before
+ * that first write. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fb.h>
@@ -210,9 +212,10 @@ scroll_prep(void)
   fill(frame, line_pixels, 0, 0, width, height - BAR_HEIGHT, 0);
 }
 
-/* One frame: everything moves up a text line, a new line at the bottom. */
+/* One frame: everything moves up a text line, a new line at the bottom.
+ * Returns the rows to write in *y0, *y1. */
 static void
-scroll_frame(uint32_t k, uint64_t t_us)
+scroll_frame(unsigned *y0, unsigned *y1)
 {
   unsigned rows = (height - BAR_HEIGHT) / font_h;
   size_t line = (size_t)line_pixels * 4;
@@ -223,8 +226,8 @@ scroll_frame(uint32_t k, uint64_t t_us)
   unsigned y = (rows - 1) * font_h;
   fill(frame, line_pixels, 0, y, width, font_h, 0);
   draw_text(frame, line_pixels, 0, y, text, colour, 0, width);
-  write_rows(0, rows * font_h);
-  stamp(k, t_us);
+  *y0 = 0;
+  *y1 = rows * font_h;
 }
 
 static int win_x, win_y, win_dx, win_dy;
@@ -264,7 +267,7 @@ window_prep(void)
 }
 
 static void
-window_frame(uint32_t k, uint64_t t_us)
+window_frame(unsigned *rows0, unsigned *rows1)
 {
   int h = (int)(height - BAR_HEIGHT);
   int old_y = win_y;
@@ -282,14 +285,14 @@ window_frame(uint32_t k, uint64_t t_us)
     if (y >= win_y && y < win_y + WIN_H)
       memcpy(row + win_x, window_img + (size_t)(y - win_y) * WIN_W, WIN_W * 4);
   }
-  write_rows((unsigned)y0, (unsigned)y1);
-  stamp(k, t_us);
+  *rows0 = (unsigned)y0;
+  *rows1 = (unsigned)y1;
 }
 
 typedef struct {
   const char *name;
   void (*prep)(void);
-  void (*frame)(uint32_t k, uint64_t t_us);
+  void (*frame)(unsigned *y0, unsigned *y1);   /* draws the next frame off screen */
 } Workload;
 
 static const Workload workloads[] = {
@@ -333,8 +336,12 @@ run(const Workload *w, unsigned seconds, unsigned fps)
       while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
         ;
     }
+    unsigned y0, y1;
+    w->frame(&y0, &y1);
+    /* The stamp's time is when the frame's write begins. */
     t = now_ns();
-    w->frame(k, t / 1000);
+    write_rows(y0, y1);
+    stamp(k, t / 1000);
     write_ns[written++] = now_ns() - t;
   }
   uint64_t wall = now_ns() - start;
