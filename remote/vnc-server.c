@@ -512,6 +512,11 @@ nb_vnc_server_new(const NbVncSpec *spec, GError **error)
   screen->displayHook = on_before_update;
   screen->permitFileTransfer = FALSE;
   screen->handleEventsEagerly = TRUE;
+  /* libvncserver holds each update back this long for more changes to
+   * come (5 ms by default); a refresh marks all of its changes at once, so
+   * there are none to wait for. Not 0: the same value paces a client
+   * thread's polling while its client is still logging in. */
+  screen->deferUpdateTime = 1;
   if (password) {
     screen->authPasswdData = s->passwords;
     screen->passwordCheck = rfbCheckPasswordByList;
