@@ -3,6 +3,7 @@
 #include "vnc-qemu.h"
 
 #include <rfb/rfb.h>
+#include <rfb/rfbregion.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,6 +34,12 @@ struct NbVncServer {
   GPtrArray *retired;          /* earlier, smaller pixel buffers */
   size_t pixels_max;           /* pixels it holds */
   unsigned width, height;
+  /* Set while refreshes are skipped for want of clients: pixels is then
+   * older than the guest's picture until the next refresh, which a new
+   * client's first update waits for (fresh_cond). */
+  gint stale;
+  GMutex fresh_lock;
+  GCond fresh_cond;
 
   /* Client threads. */
   GMutex input_lock;
@@ -353,24 +360,65 @@ on_damage(void *ctx, const NbFbRect *rects, unsigned n)
    * mode since, the next refresh reports it and repaints everything. */
   if (!m.enabled || m.width != s->width || m.height != s->height)
     return;
+  /* Every rectangle is copied first and then all are marked at once: a
+   * client thread wakes on the first mark, and would otherwise send part
+   * of the refresh in one update and the rest in the next, each a round
+   * trip and a header more for the same picture. */
+  sraRegionPtr changed = sraRgnCreate();
   for (unsigned i = 0; i < n; i++) {
     const NbFbRect *r = &rects[i];
     if (r->x + r->width > s->width || r->y + r->height > s->height)
       continue;
     copy_rect(s, &m, r);
-    rfbMarkRectAsModified(s->screen, (int)r->x, (int)r->y, (int)(r->x + r->width),
-                          (int)(r->y + r->height));
+    sraRegionPtr one = sraRgnCreateRect((int)r->x, (int)r->y, (int)(r->x + r->width),
+                                        (int)(r->y + r->height));
+    sraRgnOr(changed, one);
+    sraRgnDestroy(one);
   }
+  if (!sraRgnEmpty(changed))
+    rfbMarkRegionAsModified(s->screen, changed);
+  sraRgnDestroy(changed);
 }
 
 static const NbFbListener fb_listener = { on_mode_changed, on_damage };
+
+/* Before every update a client thread sends: the first client after a
+ * time with none waits for the refresh that brings the pixels up to date
+ * (at most one refresh period), so it is not shown an old picture first.
+ * Bounded, in case the main loop is busy. */
+static void
+on_before_update(rfbClientPtr cl)
+{
+  NbVncServer *s = cl->screen->screenData;
+  if (!g_atomic_int_get(&s->stale))
+    return;
+  gint64 end = g_get_monotonic_time() + 10 * NB_VNC_REFRESH_MS * G_TIME_SPAN_MILLISECOND;
+  g_mutex_lock(&s->fresh_lock);
+  while (g_atomic_int_get(&s->stale) && g_cond_wait_until(&s->fresh_cond, &s->fresh_lock, end))
+    ;
+  g_mutex_unlock(&s->fresh_lock);
+}
 
 static gboolean
 on_refresh(gpointer data)
 {
   NbVncServer *s = data;
+  /* With no client, nothing is looked at: KVM's dirty log keeps every page
+   * the guest writes meanwhile, so the first refresh once a client is there
+   * finds it all; until then the guest takes no write faults on video
+   * memory and nothing is compared. */
+  if (nb_vnc_server_clients(s) == 0) {
+    g_atomic_int_set(&s->stale, 1);
+    return G_SOURCE_CONTINUE;
+  }
   nb_framebuffer_refresh(s->fb);
   nb_vnc_qemu_refresh(s->qemu, s->screen, s->input.leds ? s->input.leds(s->input_ctx) : 0);
+  if (g_atomic_int_get(&s->stale)) {
+    g_mutex_lock(&s->fresh_lock);
+    g_atomic_int_set(&s->stale, 0);
+    g_cond_broadcast(&s->fresh_cond);
+    g_mutex_unlock(&s->fresh_lock);
+  }
   return G_SOURCE_CONTINUE;
 }
 
@@ -414,6 +462,10 @@ nb_vnc_server_detach(NbVncServer *s)
   nb_framebuffer_remove_listener(s->fb, s->listener_id);
   s->timer_id = s->listener_id = 0;
   s->fb = NULL;
+  g_mutex_lock(&s->fresh_lock);
+  g_atomic_int_set(&s->stale, 0);   /* nothing more will come */
+  g_cond_broadcast(&s->fresh_cond);
+  g_mutex_unlock(&s->fresh_lock);
 }
 
 /* Lifetime ----------------------------------------------------------------- */
@@ -462,6 +514,8 @@ nb_vnc_server_new(const NbVncSpec *spec, GError **error)
   NbVncServer *s = g_new0(NbVncServer, 1);
   g_mutex_init(&s->input_lock);
   g_mutex_init(&s->clients_lock);
+  g_mutex_init(&s->fresh_lock);
+  g_cond_init(&s->fresh_cond);
   s->pressed = g_hash_table_new(NULL, NULL);
   s->retired = g_ptr_array_new_with_free_func(g_free);
   s->keymap = keymap;
@@ -498,6 +552,7 @@ nb_vnc_server_new(const NbVncSpec *spec, GError **error)
   screen->ptrAddEvent = on_pointer;
   screen->setXCutText = on_cut_text;
   screen->newClientHook = on_new_client;
+  screen->displayHook = on_before_update;
   screen->permitFileTransfer = FALSE;
   /* Sharing: libvncserver applies the policy when a client's ClientInit
    * (with its shared flag) arrives, after authentication, so a client that
@@ -518,6 +573,11 @@ nb_vnc_server_new(const NbVncSpec *spec, GError **error)
     break;
   }
   screen->handleEventsEagerly = TRUE;
+  /* libvncserver holds each update back this long for more changes to
+   * come (5 ms by default); a refresh marks all of its changes at once, so
+   * there are none to wait for. Not 0: the same value paces a client
+   * thread's polling while its client is still logging in. */
+  screen->deferUpdateTime = 1;
   if (password) {
     screen->authPasswdData = s->passwords;
     screen->passwordCheck = rfbCheckPasswordByList;
@@ -602,6 +662,8 @@ nb_vnc_server_free(NbVncServer *s)
   g_hash_table_unref(s->pressed);
   g_mutex_clear(&s->input_lock);
   g_mutex_clear(&s->clients_lock);
+  g_mutex_clear(&s->fresh_lock);
+  g_cond_clear(&s->fresh_cond);
   g_free(s);
 }
 

@@ -235,6 +235,45 @@ test_pixels_and_password(void)
   teardown(&f);
 }
 
+static bool
+count_dirty_log(void *ctx, unsigned long *bitmap, size_t n_pages)
+{
+  (*(unsigned *)ctx)++;
+  return false;   /* no log: every page counts as written */
+}
+
+static gboolean
+quit_loop(gpointer data)
+{
+  g_main_loop_quit(data);
+  return G_SOURCE_REMOVE;
+}
+
+/* While no client is connected the screen is not looked at (no dirty log
+ * read, no comparison); with one it is, and it stops again when the client
+ * goes. */
+static void
+test_unwatched(void)
+{
+  Fixture f;
+  setup(&f, NULL, false);
+  unsigned logs = 0;
+  nb_framebuffer_set_dirty_log(f.fb, count_dirty_log, &logs);
+  g_timeout_add(20 * NB_VNC_REFRESH_MS, quit_loop, f.loop);
+  g_main_loop_run(f.loop);
+  g_assert_cmpuint(logs, ==, 0);
+  g_assert_cmpint(run_client(&f, "--pattern", "640x480", "--timeout", "20", NULL), ==, 0);
+  g_assert_cmpuint(logs, >, 0);
+  for (int i = 0; i < 500 && nb_vnc_server_clients(f.server) > 0; i++)
+    g_usleep(10000);
+  g_assert_cmpuint(nb_vnc_server_clients(f.server), ==, 0);
+  unsigned watched = logs;
+  g_timeout_add(20 * NB_VNC_REFRESH_MS, quit_loop, f.loop);
+  g_main_loop_run(f.loop);
+  g_assert_cmpuint(logs, <=, watched + 1);
+  teardown(&f);
+}
+
 static void
 test_resize(void)
 {
@@ -581,6 +620,7 @@ main(int argc, char **argv)
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/vnc-server/pixels-and-password", test_pixels_and_password);
   g_test_add_func("/vnc-server/resize", test_resize);
+  g_test_add_func("/vnc-server/unwatched", test_unwatched);
   g_test_add_func("/vnc-server/keys-us", test_keys_us);
   g_test_add_func("/vnc-server/keys-de", test_keys_de);
   g_test_add_func("/vnc-server/keys-fr", test_keys_fr);
