@@ -304,8 +304,10 @@ map_bar(NbPciBus *bus, NbPciDevice *dev, unsigned index)
 {
   NbPciBar *bar = &dev->bars[index];
   uint64_t addr = bar_address(dev, index);
-  /* Zero, or an address that wraps, is "not placed" (e.g. during sizing). */
-  if (addr == 0 || addr + bar->size < addr ||
+  /* Zero, the all-ones pattern read back while the guest sizes the BAR (SeaBIOS
+   * does so with decoding on), or an address that wraps, is "not placed". */
+  bool sizing = bar->type != NB_PCI_BAR_IO && addr == (uint32_t)(~(bar->size - 1) & ~UINT64_C(0xf));
+  if (addr == 0 || sizing || addr + bar->size < addr ||
       (bar->type == NB_PCI_BAR_IO && addr + bar->size > 0x10000) ||
       (bar->type == NB_PCI_BAR_MEM32 && addr + bar->size > (UINT64_C(1) << 32)))
     return;

@@ -67,10 +67,15 @@ nb_vnc_boot() {
 }
 
 # nb_screen NAME TIMEOUT [CLIENT OPTIONS...]: the VNC client, its output in
-# $NB_WORK/NAME.vnc; returns its status.
+# $NB_WORK/NAME.vnc, once the machine's VNC server listens; returns its status.
 nb_screen() {
   local name=$1 limit=$2
   shift 2
+  for _ in $(seq 300); do
+    (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null && break
+    kill -0 "$NB_VM" 2> /dev/null || break
+    sleep 0.1
+  done
   "$NESTBOX_VNC_CLIENT" "127.0.0.1:$port" --password-file "$NB_WORK/password" \
     --timeout "$limit" "$@" > "$NB_WORK/$name.vnc" 2>&1
 }
@@ -85,20 +90,24 @@ nb_wait_log() {
   grep -aqE "$1" "$NB_LOG" 2>/dev/null
 }
 
-# nb_expect_screen WHAT NAME: the client run NAME saw every text it waited for.
+# nb_expect_screen WHAT STATUS NAME [VM]: the client run NAME (of the machine
+# VM, default NAME) saw every text it waited for.
 nb_expect_screen() {
-  local what=$1 status=$2 name=$3
+  local what=$1 status=$2 name=$3 vm=${4:-$3}
   NB_CHECKS=$((NB_CHECKS + 1))
   if [ "$status" = 0 ]; then
     nb_pass "$what"
   else
     nb_fail "$what (client status $status):"
     sed 's/^/    | /' "$NB_WORK/$name.vnc"
-    echo "    firmware log:"; tail -n 30 "$NB_WORK/$name.fwlog" 2>/dev/null | sed 's/^/    | /'
-    echo "    nestbox-vm said:"; sed 's/^/    | /' "$NB_WORK/$name.stderr"
+    echo "    console:"; tail -n 30 "$NB_WORK/$vm.log" 2>/dev/null | sed 's/^/    | /'
+    echo "    firmware log:"; tail -n 30 "$NB_WORK/$vm.fwlog" 2>/dev/null | sed 's/^/    | /'
+    echo "    nestbox-vm said:"; sed 's/^/    | /' "$NB_WORK/$vm.stderr"
   fi
 }
 
+# NB_ONLY_INSTALLER=1 runs part 3 alone (when looking into the installer).
+if [ -z "${NB_ONLY_INSTALLER:-}" ]; then
 # 1. With the VGA BIOS: banner, GRUB's menu, a key over VNC boots the entry.
 start=$(date +%s)
 nb_vnc_boot vga 300 --cdrom "$NB_WORK/display.iso" --memory 256M
@@ -159,6 +168,8 @@ else
   nb_fail "without the VGA BIOS the screen was expected blank: $(cat "$NB_WORK/novga.vnc")"
 fi
 
+fi
+
 # 3. The Debian netboot installer from an ISO on the CD-ROM: GRUB (as on the
 #    installer's own images) boots its kernel with the framebuffer the VGA
 #    BIOS offers (VBE), and the installer's first dialog shows on it.
@@ -177,7 +188,7 @@ set timeout=60
 menuentry "Debian  installer  netboot" {
   set gfxpayload=1024x768x32
   echo NESTBOX-DI-LOADING
-  linux /install.amd/vmlinuz --- quiet
+  linux /install.amd/vmlinuz console=ttyS0 console=tty0 --- quiet
   initrd /install.amd/initrd.gz
 }
 EOF
@@ -188,7 +199,7 @@ EOF
   nb_vnc_boot di 560 --cdrom "$NB_WORK/di.iso" --memory 1G
   nb_screen di-menu 180 --text "$DI_ENTRY" --keys 0xff0d
   status=$?
-  nb_expect_screen "the installer ISO's boot menu is on the screen" $status di-menu
+  nb_expect_screen "the installer ISO's boot menu is on the screen" $status di-menu di
   nb_screen di 420 --text "$DI_LANGUAGE" --save "$NB_WORK/di.rgb"
   status=$?
   took=$(( $(date +%s) - start ))

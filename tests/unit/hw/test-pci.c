@@ -139,6 +139,15 @@ test_bars(void)
   g_assert_true(nb_io_bus_read(f.mmio, bar2 + 8, &v, 4));
   g_assert_cmpuint(mem64.reads, ==, 1);
 
+  /* Sizing as SeaBIOS does it, decoding on: the all-ones pattern is no
+   * placement (it would land on the firmware at the top of 4 GiB). */
+  cfg_write(&f, 1, 0x10, 0xffffffff, 4);
+  g_assert_false(nb_io_bus_write(f.mmio, 0xfffff000, &v, 4));
+  g_assert_false(nb_io_bus_write(f.mmio, bar0, &v, 4));
+  cfg_write(&f, 1, 0x10, bar0, 4);
+  g_assert_true(nb_io_bus_write(f.mmio, bar0 + 0x10, &v, 4));
+  g_assert_cmpuint(mem.writes, ==, 2);
+
   /* Sizing as Linux does it: decode off, write all ones, read the mask. */
   uint16_t cmd = cfg_read(&f, 1, 0x04, 2);
   cfg_write(&f, 1, 0x04, cmd & ~3u, 2);
@@ -158,7 +167,7 @@ test_bars(void)
   cfg_write(&f, 1, 0x04, cmd, 2);
   g_assert_false(nb_io_bus_write(f.mmio, bar0, &v, 4));
   g_assert_true(nb_io_bus_write(f.mmio, moved + 4, &v, 4));
-  g_assert_cmpuint(mem.writes, ==, 2);
+  g_assert_cmpuint(mem.writes, ==, 3);
 
   /* Read-only identity. */
   cfg_write(&f, 1, 0x00, 0x12345678, 4);
