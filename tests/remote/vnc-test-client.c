@@ -15,8 +15,9 @@
  * two or more colours (a glyph) and '.' when it is one colour (a space, on
  * any background), a line of them per text row. It waits for a row matching
  * REGEX, such as "^#######\.########\." for "SeaBIOS (version" at the left
- * edge, and prints "TEXT-MATCH row N: ROW"; on timeout it prints the rows
- * that hold anything. --save writes client 0's picture as raw RGB (WxH in
+ * edge, and prints "TEXT-MATCH row N: ROW" (the row as it stands half a
+ * second later if it still matches then, since text is drawn a glyph at a
+ * time); on timeout it prints the rows that hold anything. --save writes client 0's picture as raw RGB (WxH in
  * "SAVED WxH FILE") at the end. Exit status: 0 all good, 1 a picture never
  * matched (the first wrong pixel is printed), 2 usage, 3 the server refused
  * the connection or the password ("AUTH-FAILED"). */
@@ -313,6 +314,19 @@ main(int argc, char **argv)
       if (save)
         save_rgb(c[0], save);
       return 1;
+    }
+    /* The row may still be being drawn: follow it for half a second and
+     * report it as last seen while it still matched. */
+    gint64 settle = g_get_monotonic_time() + G_USEC_PER_SEC / 2;
+    for (unsigned round = 0; g_get_monotonic_time() < settle; round++) {
+      if (!pump(c[0], 20000))
+        break;
+      SendFramebufferUpdateRequest(c[0], 0, 0, c[0]->width, c[0]->height, TRUE);
+      g_autofree char *now = text_row(c[0], (unsigned)row);
+      if (now == NULL || !g_regex_match(re, now, 0, NULL))
+        break;
+      g_free(mask);
+      mask = g_steal_pointer(&now);
     }
     printf("TEXT-MATCH row %d: %s\n", row, mask);
   }
