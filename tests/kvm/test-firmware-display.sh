@@ -183,9 +183,9 @@ if [ -r "$DI/linux" ] && [ -r "$DI/initrd.gz" ]; then
 serial --unit=0 --speed=115200
 terminal_input console serial
 terminal_output console serial
-insmod vbe
 set timeout=60
 menuentry "Debian  installer  netboot" {
+  insmod vbe
   set gfxpayload=1024x768x32
   echo NESTBOX-DI-LOADING
   linux /install.amd/vmlinuz console=ttyS0 console=tty0 --- quiet
@@ -197,7 +197,7 @@ EOF
   rm -rf "$NB_WORK/di"
   start=$(date +%s)
   nb_vnc_boot di 560 --cdrom "$NB_WORK/di.iso" --memory 1G
-  nb_screen di-menu 180 --text "$DI_ENTRY" --keys 0xff0d
+  nb_screen di-menu 240 --text "$DI_ENTRY" --keys 0xff0d
   status=$?
   nb_expect_screen "the installer ISO's boot menu is on the screen" $status di-menu di
   nb_screen di 420 --text "$DI_LANGUAGE" --save "$NB_WORK/di.rgb"
