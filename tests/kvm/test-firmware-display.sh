@@ -58,6 +58,7 @@ nb_vnc_boot() {
   local name=$1 limit=$2
   shift 2
   NB_LOG="$NB_WORK/$name.log"
+  NB_FWLOG="$NB_WORK/$name.fwlog"
   : > "$NB_LOG"
   timeout -k 5 "$limit" "$NESTBOX_VM" --firmware bios --serial "file:$NB_LOG" \
     --firmware-log "$NB_WORK/$name.fwlog" \
@@ -67,12 +68,13 @@ nb_vnc_boot() {
 }
 
 # nb_screen NAME TIMEOUT [CLIENT OPTIONS...]: the VNC client, its output in
-# $NB_WORK/NAME.vnc, once the machine's VNC server listens; returns its status.
+# $NB_WORK/NAME.vnc, once the machine runs (its firmware has logged, long
+# before it draws) and its VNC server listens; returns its status.
 nb_screen() {
   local name=$1 limit=$2
   shift 2
-  for _ in $(seq 300); do
-    (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null && break
+  for _ in $(seq 600); do
+    [ -s "$NB_FWLOG" ] && (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null && break
     kill -0 "$NB_VM" 2> /dev/null || break
     sleep 0.1
   done
