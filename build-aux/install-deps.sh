@@ -25,6 +25,7 @@ test_packages=(
   bash-completion groff-base
   fio
   grub-pc-bin grub-common xorriso mtools
+  debian-installer-12-netboot-amd64
 )
 
 packages=("${run_packages[@]}")

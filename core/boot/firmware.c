@@ -206,8 +206,10 @@ nb_firmware_setup_fw_cfg(NbFwCfg *cfg, const NbFirmwareConfig *config, GError **
   if (!nb_fw_cfg_add_u16(cfg, NB_FW_CFG_NB_CPUS, (uint16_t)config->n_cpus, error) ||
       !nb_fw_cfg_add_u16(cfg, NB_FW_CFG_MAX_CPUS, (uint16_t)config->n_cpus, error) ||
       !nb_fw_cfg_add_u64(cfg, NB_FW_CFG_RAM_SIZE, config->mem->ram_size, error) ||
-      /* No display yet: SeaBIOS then shows its screen on the serial port. */
-      !nb_fw_cfg_add_u16(cfg, NB_FW_CFG_NOGRAPHIC, 1, error) ||
+      /* As QEMU's -nographic: no screen (SeaBIOS would then default its
+       * text console to the serial port; etc/sercon-port below asks for
+       * that anyway, and with a VGA BIOS it mirrors the screen there). */
+      !nb_fw_cfg_add_u16(cfg, NB_FW_CFG_NOGRAPHIC, config->has_display ? 0 : 1, error) ||
       !nb_fw_cfg_add_u16(cfg, NB_FW_CFG_BOOT_MENU, 0, error) ||
       !nb_fw_cfg_add_item(cfg, NB_FW_CFG_UUID, uuid, error) ||
       !nb_fw_cfg_add_file(cfg, "etc/e820", e820, error))
@@ -230,6 +232,19 @@ nb_firmware_setup_fw_cfg(NbFwCfg *cfg, const NbFirmwareConfig *config, GError **
     if (!nb_fw_cfg_add_file(cfg, "bootorder", bytes, error))
       return false;
   }
+
+  static const uint8_t no_uuid[16] = { 0 };
+  NbSmbiosConfig smbios = {
+    .mem = config->mem,
+    .n_cpus = config->n_cpus,
+    .serial = config->name,
+    .uuid = memcmp(config->uuid, no_uuid, sizeof no_uuid) != 0 ? config->uuid : NULL,
+  };
+  g_autoptr(GBytes) anchor = NULL, tables = NULL;
+  nb_smbios_build(&smbios, &anchor, &tables);
+  if (!nb_fw_cfg_add_file(cfg, NB_SMBIOS_ANCHOR_FILE, anchor, error) ||
+      !nb_fw_cfg_add_file(cfg, NB_SMBIOS_TABLES_FILE, tables, error))
+    return false;
 
   return config->acpi == NULL || nb_firmware_add_acpi(cfg, config->acpi, error);
 }

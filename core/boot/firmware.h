@@ -11,6 +11,7 @@
 
 #include "boot/acpi.h"
 #include "boot/fw-cfg.h"
+#include "boot/smbios.h"
 #include "kvm/guest-memory.h"
 
 #include <glib.h>
@@ -29,10 +30,13 @@ typedef struct {
    * or empty: the firmware's own order. */
   const char *const *boot_order;
   uint16_t serial_console_port;   /* etc/sercon-port: 0x3f8; 0 for none */
+  bool has_display;               /* a screen with a VGA BIOS: NOGRAPHIC is 0 */
+  const char *name;               /* the machine's, for SMBIOS (serial number); or NULL */
   uint8_t uuid[16];
 } NbFirmwareConfig;
 
-/* Adds every item and file to cfg. */
+/* Adds every item and file to cfg: SMBIOS tables (boot/smbios.h) too, built
+ * from the memory map, the CPU count, the name and the UUID (all zero: none). */
 bool nb_firmware_setup_fw_cfg(NbFwCfg *cfg, const NbFirmwareConfig *config, GError **error);
 
 /* The ACPI part alone: etc/acpi/rsdp, etc/acpi/tables, etc/table-loader. */

@@ -89,6 +89,7 @@ void
 nb_pci_device_clear(NbPciDevice *dev)
 {
   g_clear_pointer(&dev->name, g_free);
+  g_clear_pointer(&dev->rom, g_bytes_unref);
 }
 
 static uint64_t
@@ -134,6 +135,20 @@ nb_pci_device_set_ram_bar(NbPciDevice *dev, unsigned index, NbPciBarType type, u
   dev->bars[index].ram = ram;
   dev->bars[index].prefetchable = true;
   set_bar_common(dev, index, type, size);
+}
+
+/* The smallest ROM BAR the PCI spec allows is 2 KiB; a page keeps it clear
+ * of anything else the guest maps. */
+#define ROM_MIN_SIZE 4096
+
+void
+nb_pci_device_set_rom(NbPciDevice *dev, GBytes *image)
+{
+  g_return_if_fail(dev->bus == NULL && image != NULL);
+  g_clear_pointer(&dev->rom, g_bytes_unref);
+  dev->rom = g_bytes_ref(image);
+  dev->rom_size = round_up_pow2(MAX(g_bytes_get_size(image), ROM_MIN_SIZE));
+  config_write32(dev, NB_PCI_ROM_ADDRESS, 0);
 }
 
 uint8_t
@@ -197,6 +212,55 @@ nb_pci_device_interrupts(NbPciDevice *dev)
 
 /* BAR mapping --------------------------------------------------------------- */
 
+/* The expansion ROM: reads come from the image, past its end 0xff (an
+ * erased flash part); writes go nowhere. */
+static uint64_t
+rom_read(void *opaque, uint64_t offset, unsigned size)
+{
+  const NbPciDevice *dev = opaque;
+  gsize len;
+  const uint8_t *data = g_bytes_get_data(dev->rom, &len);
+  uint64_t v = 0;
+  for (unsigned i = 0; i < size && i < 8; i++)
+    v |= (uint64_t)(offset + i < len ? data[offset + i] : 0xff) << (8 * i);
+  return v;
+}
+
+static void
+rom_write(void *opaque, uint64_t offset, uint64_t value, unsigned size)
+{
+  (void)opaque, (void)offset, (void)value, (void)size;
+}
+
+static const NbIoOps rom_ops = { rom_read, rom_write };
+
+static void
+update_rom(NbPciBus *bus, NbPciDevice *dev)
+{
+  if (dev->rom == NULL)
+    return;
+  uint32_t reg = config_read32(dev, NB_PCI_ROM_ADDRESS);
+  uint64_t addr = reg & ~(uint32_t)(dev->rom_size - 1);
+  bool want = (reg & NB_PCI_ROM_ENABLE) &&
+              (config_read16(dev, NB_PCI_COMMAND) & NB_PCI_COMMAND_MEMORY) && addr != 0 &&
+              addr + dev->rom_size <= (UINT64_C(1) << 32);
+  if (dev->rom_mapped && (!want || addr != dev->rom_addr)) {
+    /* The device itself is the handle: its BARs register their own state. */
+    nb_io_bus_unregister(bus->mmio, dev->rom_addr, dev);
+    dev->rom_mapped = false;
+  }
+  if (!dev->rom_mapped && want) {
+    g_autoptr(GError) error = NULL;
+    if (!nb_io_bus_register(bus->mmio, addr, dev->rom_size, &rom_ops, dev, &error)) {
+      g_warning("PCI %s expansion ROM at 0x%" G_GINT64_MODIFIER "x not mapped: %s", dev->name,
+                addr, error->message);
+      return;
+    }
+    dev->rom_addr = addr;
+    dev->rom_mapped = true;
+  }
+}
+
 static uint64_t
 bar_address(const NbPciDevice *dev, unsigned index)
 {
@@ -240,8 +304,10 @@ map_bar(NbPciBus *bus, NbPciDevice *dev, unsigned index)
 {
   NbPciBar *bar = &dev->bars[index];
   uint64_t addr = bar_address(dev, index);
-  /* Zero, or an address that wraps, is "not placed" (e.g. during sizing). */
-  if (addr == 0 || addr + bar->size < addr ||
+  /* Zero, the all-ones pattern read back while the guest sizes the BAR (SeaBIOS
+   * does so with decoding on), or an address that wraps, is "not placed". */
+  bool sizing = bar->type != NB_PCI_BAR_IO && addr == (uint32_t)(~(bar->size - 1) & ~UINT64_C(0xf));
+  if (addr == 0 || sizing || addr + bar->size < addr ||
       (bar->type == NB_PCI_BAR_IO && addr + bar->size > 0x10000) ||
       (bar->type == NB_PCI_BAR_MEM32 && addr + bar->size > (UINT64_C(1) << 32)))
     return;
@@ -304,6 +370,7 @@ device_config_write(NbPciBus *bus, NbPciDevice *dev, unsigned off, uint32_t valu
 {
   bool touches_bars = off < NB_PCI_BAR0 + 24 && off + size > NB_PCI_BAR0;
   bool touches_command = off < NB_PCI_COMMAND + 2 && off + size > NB_PCI_COMMAND;
+  bool touches_rom = off < NB_PCI_ROM_ADDRESS + 4 && off + size > NB_PCI_ROM_ADDRESS;
 
   for (unsigned i = 0; i < size; i++) {
     unsigned at = off + i;
@@ -313,6 +380,12 @@ device_config_write(NbPciBus *bus, NbPciDevice *dev, unsigned off, uint32_t valu
       uint32_t mask = bar_size_mask(dev, bar_off);
       uint8_t mask_byte = (mask >> (8 * (at - bar_off))) & 0xff;
       dev->config[at] = (dev->config[at] & ~mask_byte) | (byte & mask_byte);
+    } else if (at >= NB_PCI_ROM_ADDRESS && at < NB_PCI_ROM_ADDRESS + 4) {
+      /* The address bits the ROM's size leaves, and the enable bit; none
+       * without a ROM (the register then reads 0). */
+      uint32_t mask = dev->rom ? (~(uint32_t)(dev->rom_size - 1) | NB_PCI_ROM_ENABLE) : 0;
+      uint8_t mask_byte = (mask >> (8 * (at - NB_PCI_ROM_ADDRESS))) & 0xff;
+      dev->config[at] = (dev->config[at] & ~mask_byte) | (byte & mask_byte);
     } else if (at == NB_PCI_STATUS || at == NB_PCI_STATUS + 1) {
       /* Status error bits are write-one-to-clear; we raise none. */
     } else {
@@ -321,6 +394,8 @@ device_config_write(NbPciBus *bus, NbPciDevice *dev, unsigned off, uint32_t valu
   }
   if (touches_bars || touches_command)
     update_bars(bus, dev);
+  if (touches_rom || touches_command)
+    update_rom(bus, dev);
   if (touches_command) {
     g_mutex_lock(&bus->intx_lock);
     update_intx(dev);
@@ -479,6 +554,19 @@ assign_bars(NbPciBus *bus, NbPciDevice *dev, GError **error)
       config_write32(dev, NB_PCI_BAR0 + 4 * (i + 1), (uint32_t)(addr >> 32));
       i++;
     }
+  }
+  /* The ROM gets a place too, left disabled: a guest reads it by setting
+   * the enable bit (Linux's sysfs "rom" file does). */
+  if (dev->rom) {
+    uint64_t addr = (bus->next_mmio32 + dev->rom_size - 1) & ~(dev->rom_size - 1);
+    if (addr + dev->rom_size > NB_MEM_PCI_MMIO_END) {
+      g_set_error(error, G_IO_ERROR, G_IO_ERROR_NO_SPACE,
+                  "no room for PCI device %s's expansion ROM (%" G_GUINT64_FORMAT " bytes)",
+                  dev->name, dev->rom_size);
+      return false;
+    }
+    bus->next_mmio32 = addr + dev->rom_size;
+    config_write32(dev, NB_PCI_ROM_ADDRESS, (uint32_t)addr);
   }
   return true;
 }

@@ -28,6 +28,7 @@
 #define NB_PCI_BAR0             0x10
 #define NB_PCI_SUBSYSTEM_VENDOR 0x2c
 #define NB_PCI_SUBSYSTEM_ID     0x2e
+#define NB_PCI_ROM_ADDRESS      0x30
 #define NB_PCI_CAPABILITY_LIST  0x34
 #define NB_PCI_INTERRUPT_LINE   0x3c
 #define NB_PCI_INTERRUPT_PIN    0x3d
@@ -38,6 +39,7 @@
 #define NB_PCI_COMMAND_INTX_OFF 0x400
 #define NB_PCI_STATUS_CAP_LIST  0x10
 #define NB_PCI_STATUS_INTX      0x08
+#define NB_PCI_ROM_ENABLE       0x1
 
 #define NB_PCI_CAP_ID_VENDOR    0x09
 #define NB_PCI_CAP_ID_MSIX      0x11
@@ -83,6 +85,11 @@ struct NbPciDevice {
   unsigned slot;
   unsigned gsi;                          /* INTx routing, set by the bus */
   uint8_t next_cap;                      /* where the next capability goes */
+  /* The expansion ROM (config 0x30), when the device has one. */
+  GBytes *rom;
+  uint64_t rom_size;                     /* the BAR's size: a power of two */
+  uint64_t rom_addr;                     /* where the guest has it now */
+  bool rom_mapped;
   bool intx_level;
 };
 
@@ -98,6 +105,13 @@ void nb_pci_device_set_bar(NbPciDevice *dev, unsigned index, NbPciBarType type,
 /* A BAR backed by host memory (a framebuffer): the guest touches it directly. */
 void nb_pci_device_set_ram_bar(NbPciDevice *dev, unsigned index, NbPciBarType type,
                                uint64_t size, void *ram);
+
+/* An expansion ROM BAR holding image (a PCI option ROM: the VGA BIOS of a
+ * display), read-only for the guest; call before nb_pci_bus_add. Firmware
+ * sizes it, places it, enables it (bit 0 of config 0x30, with memory decode
+ * on), copies the image out and disables it again: the BAR is trapped, each
+ * read served from the image, since it is read once per boot. */
+void nb_pci_device_set_rom(NbPciDevice *dev, GBytes *image);
 
 /* Appends a capability; body excludes the 2-byte ID/next header and writable
  * is a mask (may be NULL) over the body. Returns its config offset. */

@@ -547,6 +547,9 @@ bool nb_machine_document_to_vm_options(const NbMachineDocument *doc, NbVmOptions
       options->boot_order = g_strsplit(doc->boot_order, ",", -1);
     if (doc->cdrom && *doc->cdrom)
       options->cdrom = resolve(doc->dir, doc->cdrom);
+    /* The firmware tells the guest (SMBIOS: dmidecode, /sys/class/dmi). */
+    options->uuid = g_strdup(doc->uuid);
+    options->name = g_strdup(doc->name);
   } else if (doc->kernel == NULL) {
     g_set_error(error, NB_MACHINE_DOC_ERROR, NB_MACHINE_DOC_ERROR_INVALID,
                 "Machine %s has no kernel to boot — set one with: nestboxctl set %s boot.kernel=PATH", doc->name,

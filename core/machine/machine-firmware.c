@@ -23,9 +23,16 @@
 /* QEMU's option ROM that boots Linux from fw_cfg (Debian's qemu-system-data). */
 #define LINUX_ROM_PATH "/usr/share/qemu/linuxboot_dma.bin"
 
+/* An option ROM is run from the 128 KiB at 0xC0000-0xDFFFF, with the
+ * machine's other option ROMs. */
+#define VGA_BIOS_MAX (128 * NB_KiB)
+
 struct NbMachineFirmware {
   NbGuestMemory *mem;
   char *path;
+  char *vga_bios_path;
+  uint8_t uuid[16];     /* the machine's, RFC 4122 byte order; zero: none */
+  char *name;
   uint8_t *image;       /* page-aligned, read-only once mapped */
   size_t image_size;
   FILE *log;
@@ -158,6 +165,19 @@ nb_machine_firmware_new(const NbVmOptions *options, NbGuestMemory *mem, GError *
   NbMachineFirmware *fw = g_new0(NbMachineFirmware, 1);
   fw->mem = mem;
   fw->path = g_strdup(path);
+  fw->name = g_strdup(options->name);
+  /* Checked when the document was read; "-" separators between hex pairs. */
+  if (options->uuid && g_uuid_string_is_valid(options->uuid)) {
+    for (unsigned i = 0, j = 0; i < 16 && options->uuid[j]; j++) {
+      if (options->uuid[j] == '-')
+        continue;
+      fw->uuid[i++] = (uint8_t)(g_ascii_xdigit_value(options->uuid[j]) << 4 |
+                                g_ascii_xdigit_value(options->uuid[j + 1]));
+      j++;
+    }
+  }
+  fw->vga_bios_path = g_strdup(options->vga_bios_file ? options->vga_bios_file
+                                                      : NB_FIRMWARE_VGA_BIOS_DEFAULT_FILE);
   fw->image = image;
   fw->image_size = size;
   if (options->firmware_log) {
@@ -195,7 +215,67 @@ nb_machine_firmware_free(NbMachineFirmware *fw)
   if (fw->image)
     munmap(fw->image, fw->image_size);
   g_free(fw->path);
+  g_free(fw->vga_bios_path);
+  g_free(fw->name);
   g_free(fw);
+}
+
+static uint16_t
+get_le16(const uint8_t *p)
+{
+  return (uint16_t)(p[0] | p[1] << 8);
+}
+
+/* What is wrong with an option ROM image for vendor:device, or NULL. The
+ * layout is the PCI firmware spec's: 0x55AA, the length in 512-byte units at
+ * 2, the offset of the "PCIR" data structure at 0x18, which names the device
+ * and the code type (0: x86). SeaBIOS skips a ROM that fails these checks
+ * without a word; the user hears why here. */
+static char *
+vga_bios_problem(const uint8_t *rom, size_t size, uint16_t vendor, uint16_t device)
+{
+  if (size < 512 || size > VGA_BIOS_MAX)
+    return g_strdup_printf("it is %zu bytes, not an option ROM of 512 bytes to %u KiB", size,
+                           (unsigned)(VGA_BIOS_MAX >> 10));
+  if (rom[0] != 0x55 || rom[1] != 0xaa || (size_t)rom[2] * 512 > size || rom[2] == 0)
+    return g_strdup("it has no option ROM header (0x55 0xAA and a length that fits the file)");
+  size_t pcir = get_le16(rom + 0x18);
+  if (pcir + 0x18 > size || memcmp(rom + pcir, "PCIR", 4) != 0)
+    return g_strdup("it has no PCI data structure (\"PCIR\"), so the firmware cannot tie it "
+                    "to the display");
+  if (get_le16(rom + pcir + 4) != vendor || get_le16(rom + pcir + 6) != device ||
+      rom[pcir + 0x14] != 0)
+    return g_strdup_printf("it is an option ROM for PCI device %04x:%04x (code type %u), not "
+                           "for the display (%04x:%04x, x86)", get_le16(rom + pcir + 4),
+                           get_le16(rom + pcir + 6), rom[pcir + 0x14], vendor, device);
+  return NULL;
+}
+
+GBytes *
+nb_machine_firmware_load_vga_bios(NbMachineFirmware *fw, uint16_t vendor, uint16_t device)
+{
+  g_autofree char *contents = NULL;
+  g_autofree char *problem = NULL;
+  gsize size = 0;
+  g_autoptr(GError) read_error = NULL;
+  if (!g_file_get_contents(fw->vga_bios_path, &contents, &size, &read_error))
+    problem = g_strdup(read_error->message);
+  else
+    problem = vga_bios_problem((const uint8_t *)contents, size, vendor, device);
+  if (problem == NULL)
+    return g_bytes_new_take(g_steal_pointer(&contents), size);
+
+  g_autofree char *message = g_strdup_printf(
+    "cannot use the VGA BIOS %s: %s — the machine boots without it, but its screen stays blank "
+    "until the guest's own display driver starts; the firmware and boot loader show only on the "
+    "serial console. Install Debian's seabios package, or give another image with "
+    "--vga-bios-file", fw->vga_bios_path, problem);
+  g_message("%s", message);
+  if (fw->log) {
+    fprintf(fw->log, "nestbox: %s\n", message);
+    fflush(fw->log);
+  }
+  return NULL;
 }
 
 bool
@@ -240,7 +320,10 @@ nb_machine_firmware_attach(NbMachineFirmware *fw, NbVm *vm, unsigned n_cpus,
     .acpi = acpi,
     .boot_order = (const char *const *)order->pdata,
     .serial_console_port = 0x3f8,
+    .has_display = boot->has_display,
+    .name = fw->name,
   };
+  memcpy(config.uuid, fw->uuid, sizeof config.uuid);
   if (!nb_firmware_setup_fw_cfg(fw->fw_cfg, &config, error) ||
       !nb_fw_cfg_register(fw->fw_cfg, nb_vm_pio(vm), error) ||
       !nb_debug_port_register(fw->debug_port, nb_vm_pio(vm), error))

@@ -36,12 +36,22 @@ NbMachineFirmware *nb_machine_firmware_new(const NbVmOptions *options, NbGuestMe
                                            GError **error);
 void nb_machine_firmware_free(NbMachineFirmware *fw);
 
+/* The display's VGA BIOS (--vga-bios-file, by default SeaBIOS's
+ * vgabios-bochs-display.bin), checked to be a PCI option ROM for the device
+ * vendor:device, for the display's expansion ROM BAR. NULL when it cannot be
+ * read or is not one: that is said on stderr and in the firmware log, and
+ * the machine boots anyway, its firmware and boot loader on the serial
+ * console only. */
+GBytes *nb_machine_firmware_load_vga_bios(NbMachineFirmware *fw, uint16_t vendor,
+                                          uint16_t device);
+
 /* Where the boot devices sit, for the firmware's boot order. */
 typedef struct {
   const char *const *order;   /* "cdrom", "disk"; NULL: CD-ROM, then the disks */
   const unsigned *disk_slots; /* PCI slots of the disks, in --disk order */
   unsigned n_disks;
   int cdrom_slot;             /* PCI slot of the virtio-scsi CD-ROM, -1: none */
+  bool has_display;           /* a display with its VGA BIOS */
 } NbMachineFirmwareBoot;
 
 /* Maps the image, fills the shadow copy and fw_cfg, claims the fw_cfg and

@@ -59,6 +59,7 @@ struct NbMachine {
   bool mouse_known;
   NbLinuxBootInfo boot;
   NbMachineFirmware *firmware;   /* firmware boot only */
+  bool vga_bios;                 /* the display has its VGA BIOS */
 
   GMutex state_lock;
   GCond pause_cond;           /* vCPU threads park on it while paused (machine-control) */
@@ -354,7 +355,23 @@ static bool
 add_graphics(NbMachine *m, GError **error)
 {
   m->display = nb_bochs_display_new(NB_BOCHS_VRAM_DEFAULT, error);
-  if (m->display == NULL || !nb_pci_bus_add(m->pci, nb_bochs_display_pci_device(m->display), error))
+  if (m->display == NULL)
+    return false;
+  /* The VGA BIOS sits in the display's expansion ROM BAR, where QEMU puts it
+   * too. fw_cfg's vgaroms/ would be simpler, but SeaBIOS runs those with no
+   * device: this VGA BIOS learns which device it drives (and so where its
+   * registers and framebuffer are) from the PCI address the firmware passes
+   * when it runs a device's own ROM, and SeaBIOS 1.16 runs the ROM of a
+   * class 0x0380 display as the VGA BIOS when no VGA-class device exists. */
+  if (m->firmware) {
+    g_autoptr(GBytes) rom = nb_machine_firmware_load_vga_bios(m->firmware, NB_BOCHS_VENDOR,
+                                                              NB_BOCHS_DEVICE);
+    if (rom) {
+      nb_pci_device_set_rom(nb_bochs_display_pci_device(m->display), rom);
+      m->vga_bios = true;
+    }
+  }
+  if (!nb_pci_bus_add(m->pci, nb_bochs_display_pci_device(m->display), error))
     return false;
   nb_framebuffer_set_dirty_log(nb_bochs_display_framebuffer(m->display), framebuffer_dirty_log, m);
   m->keyboard = nb_virtio_input_new(m->mem, NB_VIRTIO_INPUT_KEYBOARD, error);
@@ -446,6 +463,7 @@ attach_firmware(NbMachine *m, const NbVmOptions *options, GError **error)
     .disk_slots = slots,
     .n_disks = m->virtio_blks->len,
     .cdrom_slot = m->virtio_scsi ? (int)nb_virtio_scsi_pci_device(m->virtio_scsi)->slot : -1,
+    .has_display = m->vga_bios,
   };
   return nb_machine_firmware_attach(m->firmware, m->vm, m->n_cpus, &acpi, &boot, on_no_boot, m,
                                     error);

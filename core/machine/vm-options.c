@@ -281,7 +281,7 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
   g_auto(GStrv) disks = NULL, nets = NULL, ports = NULL;
   gboolean no_reboot = FALSE, rng = FALSE;
   g_autofree char *firmware = NULL, *firmware_file = NULL, *firmware_log = NULL, *boot = NULL;
-  g_autofree char *cdrom = NULL;
+  g_autofree char *cdrom = NULL, *vga_bios = NULL;
 
   GOptionEntry entries[] = {
     { "machine", 0, 0, G_OPTION_ARG_STRING, &machine, "Run the machine NAME made with nestboxctl create", "NAME" },
@@ -300,6 +300,7 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
     { "vnc", 0, 0, G_OPTION_ARG_STRING, &vnc, "Give the machine a screen, keyboard and tablet, served over VNC", "[HOST]:N[,password-file=PATH][,websocket=PORT][,keymap=us|de|fr][,share=" NB_VNC_SHARE_NAMES "]" },
     { "firmware", 0, 0, G_OPTION_ARG_STRING, &firmware, "How the machine boots: direct (Linux direct boot, default) or bios (SeaBIOS)", "KIND" },
     { "firmware-file", 0, 0, G_OPTION_ARG_FILENAME, &firmware_file, "BIOS image for --firmware bios (default " NB_FIRMWARE_BIOS_DEFAULT_FILE ")", "PATH" },
+    { "vga-bios-file", 0, 0, G_OPTION_ARG_FILENAME, &vga_bios, "VGA BIOS for the display with --firmware bios and --vnc (default " NB_FIRMWARE_VGA_BIOS_DEFAULT_FILE ")", "PATH" },
     { "firmware-log", 0, 0, G_OPTION_ARG_FILENAME, &firmware_log, "Write the firmware's debug log to PATH", "PATH" },
     { "boot", 0, 0, G_OPTION_ARG_STRING, &boot, "Boot order for --firmware bios, e.g. cdrom,disk", "ORDER" },
     { "cdrom", 0, 0, G_OPTION_ARG_FILENAME, &cdrom, "ISO image in a CD-ROM drive (virtio-scsi)", "PATH" },
@@ -349,7 +350,7 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
     /* A machine's settings live in its document; mixing in command-line
      * settings would make what runs differ from what `nestboxctl info` shows. */
     if (kernel || initrd || append || cpus || memory || disks || nets || ports || rng || console ||
-        vnc || display || firmware || firmware_file || boot || cdrom) {
+        vnc || display || firmware || firmware_file || boot || cdrom || vga_bios) {
       g_set_error(error, NB_VM_OPTIONS_ERROR, NB_VM_OPTIONS_ERROR_INVALID,
                   "--machine %s takes its settings from the machine's document: change them with "
                   "“nestboxctl set %s KEY=VALUE” (only --serial and --no-reboot go with --machine)",
@@ -477,6 +478,7 @@ nb_vm_options_parse(NbVmOptions *options, int argc, char **argv, GError **error)
     return false;
   }
   options->cdrom = g_steal_pointer(&cdrom);
+  options->vga_bios_file = g_steal_pointer(&vga_bios);
 
   if (display != NULL) {
     if (!g_str_equal(display, "sdl") && !g_str_equal(display, "none")) {
@@ -514,6 +516,9 @@ nb_vm_options_clear(NbVmOptions *options)
   g_clear_pointer(&options->vnc, nb_vnc_spec_free);
   g_clear_pointer(&options->firmware_file, g_free);
   g_clear_pointer(&options->firmware_log, g_free);
+  g_clear_pointer(&options->vga_bios_file, g_free);
+  g_clear_pointer(&options->uuid, g_free);
+  g_clear_pointer(&options->name, g_free);
   g_clear_pointer(&options->boot_order, g_strfreev);
   g_clear_pointer(&options->cdrom, g_free);
 }

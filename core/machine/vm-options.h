@@ -67,6 +67,8 @@ typedef enum {
 } NbFirmwareKind;
 
 #define NB_FIRMWARE_BIOS_DEFAULT_FILE "/usr/share/seabios/bios-256k.bin"
+/* The bochs display's VGA BIOS, from the same package. */
+#define NB_FIRMWARE_VGA_BIOS_DEFAULT_FILE "/usr/share/seabios/vgabios-bochs-display.bin"
 
 typedef struct {
   char *kernel;
@@ -89,6 +91,9 @@ typedef struct {
   NbFirmwareKind firmware;  /* --firmware direct|bios */
   char *firmware_file;   /* --firmware-file PATH; NULL: the packaged SeaBIOS */
   char *firmware_log;    /* --firmware-log PATH: the firmware's debug log */
+  char *vga_bios_file;   /* --vga-bios-file PATH; NULL: the packaged one */
+  char *uuid;            /* the machine document's UUID, for the firmware; or NULL */
+  char *name;            /* the machine document's name, for the firmware; or NULL */
   char **boot_order;     /* --boot cdrom,disk: NULL: CD-ROM, then disks */
   char *cdrom;           /* --cdrom PATH: an ISO on a virtio-scsi CD-ROM drive */
   bool display_sdl;      /* --display sdl: a local SDL window shows the screen */

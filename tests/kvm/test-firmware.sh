@@ -38,6 +38,8 @@ nb_initrd_files() {
 initrd=$(nb_initrd_files fw '
 echo "CPUS $(grep -c ^processor /proc/cpuinfo)"
 echo "ACPI $(ls /sys/firmware/acpi/tables | grep -E "^(APIC|DSDT|FACP)$" | sort | tr "\n" " ")"
+d=/sys/class/dmi/id
+echo "DMI $(cat $d/sys_vendor) / $(cat $d/product_name) / $(cat $d/bios_vendor) / $(cat $d/chassis_vendor)"
 if [ -n "$(grep -o "nestbox.modules=[^ ]*sr_mod" /proc/cmdline)" ]; then
   for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/sr0 ] && break; sleep 1; done
   echo "SR0 $(dd if=/dev/sr0 bs=2048 skip=16 count=1 2>/dev/null | head -c 6 | tail -c 5)"
@@ -70,6 +72,8 @@ nb_expect "GRUB runs from the disk's MBR" "NESTBOX-GRUB-DISK"
 nb_expect "the kernel GRUB loaded reaches init" "NESTBOX-INIT-REACHED"
 nb_expect "both CPUs came up through the firmware" "^CPUS 2"
 nb_expect "the guest has the machine's ACPI tables" "^ACPI APIC DSDT FACP"
+nb_expect "the guest's DMI (SMBIOS) names Nestbox as the maker, SeaBIOS as the BIOS" \
+  "^DMI Nestbox / Nestbox Virtual Machine / SeaBIOS / Nestbox"
 NB_CHECKS=$((NB_CHECKS + 1))
 if grep -q "fw_cfg DMA interface supported" "$NB_WORK/raw.fwlog"; then
   nb_pass "the firmware log shows SeaBIOS using fw_cfg DMA"

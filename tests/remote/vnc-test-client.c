@@ -3,14 +3,26 @@
  * pointer position, and says what happened on stdout.
  *
  *   vnc-test-client HOST:PORT [--password-file F] [--clients N]
- *       [--pattern WxH]... [--keys SYM,SYM,...] [--pointer X,Y] [--timeout S]
+ *       [--pattern WxH]... [--text REGEX]... [--save FILE]
+ *       [--keys SYM,SYM,...] [--pointer X,Y] [--timeout S]
  *       [--scancode-keys QNUM/SYM,...] [--expect-leds N,N,...]
  *   vnc-test-client --compare-rgb FILE WxH | --find-rgb FILE WxH PATTERN-WxH
  *   vnc-test-client HOST:PORT --sequence shared|exclusive|intruder,... [--password-file F]
  *
  * Each --pattern is waited for in turn ("MATCH WxH" once all clients show
  * it). --keys takes keysyms in hex: 0x61 is a press and a release, +0xffe1
- * a press, -0xffe1 a release. Exit status: 0 all good, 1 a picture never
+ * a press, -0xffe1 a release.
+ *
+ * --text reads the screen as text without OCR: as 8x16 character cells (the
+ * VGA BIOS's and Linux's console font size), each shown as '#' when it holds
+ * two or more colours (a glyph) and '.' when it is one colour (a space, on
+ * any background), a line of them per text row. It waits for a row matching
+ * REGEX, such as "^#######\.########\." for "SeaBIOS (version" at the left
+ * edge, and prints "TEXT-MATCH row N: ROW" (the row as it stands half a
+ * second later if it still matches then, since text is drawn a glyph at a
+ * time); on timeout it prints the rows that hold anything. --save writes
+ * client 0's picture as raw RGB (WxH in
+ * "SAVED WxH FILE") at the end. Exit status: 0 all good, 1 a picture never
  * matched (the first wrong pixel is printed), 2 usage, 3 the server refused
  * the connection or the password ("AUTH-FAILED").
  *
@@ -120,6 +132,74 @@ matches(rfbClient *c, unsigned w, unsigned h, bool report)
       }
     }
   }
+  return true;
+}
+
+/* One text row of the picture as a cell mask (see --text); NULL when the
+ * client has no picture. */
+static char *
+text_row(rfbClient *c, unsigned row)
+{
+  unsigned cols = (unsigned)c->width / 8;
+  if (c->frameBuffer == NULL || (row + 1) * 16 > (unsigned)c->height)
+    return NULL;
+  const uint32_t *px = (const uint32_t *)c->frameBuffer;
+  char *mask = g_malloc(cols + 1);
+  for (unsigned col = 0; col < cols; col++) {
+    uint32_t first = px[(size_t)row * 16 * c->width + col * 8] & 0xffffff;
+    bool two = false;
+    for (unsigned y = 0; y < 16 && !two; y++)
+      for (unsigned x = 0; x < 8 && !two; x++)
+        two = (px[((size_t)row * 16 + y) * c->width + col * 8 + x] & 0xffffff) != first;
+    mask[col] = two ? '#' : '.';
+  }
+  mask[cols] = '\0';
+  return mask;
+}
+
+/* The first row matching re, or -1; its mask in *out. */
+static int
+find_text(rfbClient *c, const GRegex *re, char **out)
+{
+  for (unsigned row = 0; row < (unsigned)c->height / 16; row++) {
+    char *mask = text_row(c, row);
+    if (mask && g_regex_match(re, mask, 0, NULL)) {
+      *out = mask;
+      return (int)row;
+    }
+    g_free(mask);
+  }
+  return -1;
+}
+
+static void
+print_text(rfbClient *c)
+{
+  for (unsigned row = 0; row < (unsigned)c->height / 16; row++) {
+    g_autofree char *mask = text_row(c, row);
+    if (mask && strchr(mask, '#'))
+      printf("  row %2u: %s\n", row, mask);
+  }
+}
+
+static bool
+save_rgb(rfbClient *c, const char *path)
+{
+  size_t n = (size_t)c->width * c->height;
+  g_autofree uint8_t *rgb = g_malloc(n * 3 + 1);
+  const uint32_t *px = (const uint32_t *)c->frameBuffer;
+  for (size_t i = 0; px && i < n; i++) {
+    rgb[3 * i] = (px[i] >> c->format.redShift) & 0xff;
+    rgb[3 * i + 1] = (px[i] >> c->format.greenShift) & 0xff;
+    rgb[3 * i + 2] = (px[i] >> c->format.blueShift) & 0xff;
+  }
+  g_autoptr(GError) error = NULL;
+  if (px == NULL || !g_file_set_contents(path, (const char *)rgb, (gssize)(n * 3), &error)) {
+    fprintf(stderr, "vnc-test-client: cannot save the picture: %s\n",
+            error ? error->message : "no picture");
+    return false;
+  }
+  printf("SAVED %dx%d %s\n", c->width, c->height, path);
   return true;
 }
 
@@ -292,12 +372,15 @@ main(int argc, char **argv)
     return find_rgb(argv[2], argv[3], argv[4]);
   const char *password_file = NULL, *keys = NULL, *pointer = NULL, *sequence = NULL;
   const char *scancode_keys = NULL, *expect_leds = NULL;
-  char **patterns = NULL;
+  char **patterns = NULL, **texts = NULL;
+  const char *save = NULL;
   int clients = 1, timeout = 60;
   GOptionEntry entries[] = {
     { "password-file", 0, 0, G_OPTION_ARG_FILENAME, &password_file, "Password", "FILE" },
     { "clients", 0, 0, G_OPTION_ARG_INT, &clients, "Clients at once", "N" },
     { "pattern", 0, 0, G_OPTION_ARG_STRING_ARRAY, &patterns, "Expect the test pattern", "WxH" },
+    { "text", 0, 0, G_OPTION_ARG_STRING_ARRAY, &texts, "Expect a text row whose cells match", "REGEX" },
+    { "save", 0, 0, G_OPTION_ARG_FILENAME, &save, "Save the picture as raw RGB", "FILE" },
     { "keys", 0, 0, G_OPTION_ARG_STRING, &keys, "Keysyms to send", "SYMS" },
     { "pointer", 0, 0, G_OPTION_ARG_STRING, &pointer, "Pointer position to send", "X,Y" },
     { "timeout", 0, 0, G_OPTION_ARG_INT, &timeout, "Seconds to wait for each picture", "S" },
@@ -384,6 +467,50 @@ main(int argc, char **argv)
     printf("MATCH %ux%u\n", w, h);
   }
 
+  for (char **t = texts; t && *t; t++) {
+    g_autoptr(GRegex) re = g_regex_new(*t, 0, 0, &error);
+    if (re == NULL) {
+      fprintf(stderr, "vnc-test-client: --text %s: %s\n", *t, error->message);
+      return 2;
+    }
+    gint64 deadline = g_get_monotonic_time() + (gint64)timeout * G_USEC_PER_SEC;
+    g_autofree char *mask = NULL;
+    int row = -1;
+    for (unsigned round = 0; row < 0 && g_get_monotonic_time() < deadline; round++) {
+      if (!pump(c[0], 20000)) {
+        printf("DISCONNECTED client 0\n");
+        return 1;
+      }
+      row = find_text(c[0], re, &mask);
+      if (row < 0)
+        SendFramebufferUpdateRequest(c[0], 0, 0, c[0]->width, c[0]->height, round % 16 != 15);
+    }
+    if (row < 0) {
+      printf("NO-TEXT-MATCH /%s/ in %dx%d; the rows with anything:\n", *t, c[0]->width,
+             c[0]->height);
+      print_text(c[0]);
+      if (save)
+        save_rgb(c[0], save);
+      return 1;
+    }
+    /* The row may still be being drawn: follow it for half a second and
+     * report it as last seen while it still matched. */
+    gint64 settle = g_get_monotonic_time() + G_USEC_PER_SEC / 2;
+    for (unsigned round = 0; g_get_monotonic_time() < settle; round++) {
+      if (!pump(c[0], 20000))
+        break;
+      SendFramebufferUpdateRequest(c[0], 0, 0, c[0]->width, c[0]->height, TRUE);
+      g_autofree char *now = text_row(c[0], (unsigned)row);
+      if (now == NULL || !g_regex_match(re, now, 0, NULL))
+        break;
+      g_free(mask);
+      mask = g_steal_pointer(&now);
+    }
+    printf("TEXT-MATCH row %d: %s\n", row, mask);
+  }
+  if (save && !save_rgb(c[0], save))
+    return 1;
+
   if (pointer) {
     int x, y;
     if (sscanf(pointer, "%d,%d", &x, &y) != 2)
@@ -466,5 +593,6 @@ main(int argc, char **argv)
   g_free(c);
   g_free(password);
   g_strfreev(patterns);
+  g_strfreev(texts);
   return 0;
 }

@@ -139,6 +139,15 @@ test_bars(void)
   g_assert_true(nb_io_bus_read(f.mmio, bar2 + 8, &v, 4));
   g_assert_cmpuint(mem64.reads, ==, 1);
 
+  /* Sizing as SeaBIOS does it, decoding on: the all-ones pattern is no
+   * placement (it would land on the firmware at the top of 4 GiB). */
+  cfg_write(&f, 1, 0x10, 0xffffffff, 4);
+  g_assert_false(nb_io_bus_write(f.mmio, 0xfffff000, &v, 4));
+  g_assert_false(nb_io_bus_write(f.mmio, bar0, &v, 4));
+  cfg_write(&f, 1, 0x10, bar0, 4);
+  g_assert_true(nb_io_bus_write(f.mmio, bar0 + 0x10, &v, 4));
+  g_assert_cmpuint(mem.writes, ==, 2);
+
   /* Sizing as Linux does it: decode off, write all ones, read the mask. */
   uint16_t cmd = cfg_read(&f, 1, 0x04, 2);
   cfg_write(&f, 1, 0x04, cmd & ~3u, 2);
@@ -158,13 +167,80 @@ test_bars(void)
   cfg_write(&f, 1, 0x04, cmd, 2);
   g_assert_false(nb_io_bus_write(f.mmio, bar0, &v, 4));
   g_assert_true(nb_io_bus_write(f.mmio, moved + 4, &v, 4));
-  g_assert_cmpuint(mem.writes, ==, 2);
+  g_assert_cmpuint(mem.writes, ==, 3);
 
   /* Read-only identity. */
   cfg_write(&f, 1, 0x00, 0x12345678, 4);
   g_assert_cmpuint(cfg_read(&f, 1, 0x00, 4), ==, 0x10411af4);
 
   nb_pci_device_clear(&dev);
+  fixture_clear(&f);
+}
+
+/* The expansion ROM the way SeaBIOS maps a display's VGA BIOS: size it,
+ * enable it where it was placed, read the image, disable it again. */
+static void
+test_rom(void)
+{
+  Fixture f;
+  fixture_init(&f);
+  NbPciDevice dev, plain;
+  uint8_t image[5000];
+  for (unsigned i = 0; i < sizeof image; i++)
+    image[i] = (uint8_t)(i * 7 + 3);
+  image[0] = 0x55, image[1] = 0xaa;
+  g_autoptr(GBytes) bytes = g_bytes_new(image, sizeof image);
+  nb_pci_device_init(&dev, "display", 0x1234, 0x1111, 0x038000, 2, 0x1af4, 0x1100);
+  nb_pci_device_set_rom(&dev, bytes);
+  nb_pci_device_init(&plain, "plain", 0x1af4, 0x1041, 0x020000, 1, 0x1af4, 1);
+  g_assert_true(nb_pci_bus_add(f.bus, &dev, NULL));
+  g_assert_true(nb_pci_bus_add(f.bus, &plain, NULL));
+
+  /* Placed but off: nothing answers there. */
+  uint32_t rom = cfg_read(&f, 1, 0x30, 4);
+  g_assert_cmpuint(rom & 1, ==, 0);
+  g_assert_cmpuint(rom, >=, NB_MEM_PCI_MMIO_BASE);
+  g_assert_cmpuint(rom % 8192, ==, 0);
+  uint32_t v = 0;
+  g_assert_false(nb_io_bus_read(f.mmio, rom, &v, 4));
+
+  /* Sizing: 5000 bytes take an 8 KiB BAR; the enable bit stays writable. */
+  cfg_write(&f, 1, 0x30, 0xfffffffe, 4);
+  g_assert_cmpuint(cfg_read(&f, 1, 0x30, 4), ==, 0xffffe000);
+  cfg_write(&f, 1, 0x30, rom | 1, 4);
+  g_assert_cmpuint(cfg_read(&f, 1, 0x30, 4), ==, rom | 1);
+  v = 0;
+  g_assert_true(nb_io_bus_read(f.mmio, rom, &v, 2));
+  g_assert_cmpuint(v, ==, 0xaa55);
+  g_assert_true(nb_io_bus_read(f.mmio, rom + 4096, &v, 4));
+  g_assert_cmpuint(v, ==, (uint32_t)image[4096] | image[4097] << 8 | image[4098] << 16 |
+                          (uint32_t)image[4099] << 24);
+  /* Past the image: erased, 0xff; the last image byte is still there. */
+  v = 0;
+  g_assert_true(nb_io_bus_read(f.mmio, rom + sizeof image - 1, &v, 2));
+  g_assert_cmpuint(v, ==, 0xff00u | image[sizeof image - 1]);
+  /* Read-only: a write changes nothing. */
+  uint32_t junk = 0;
+  g_assert_true(nb_io_bus_write(f.mmio, rom, &junk, 4));
+  v = 0;
+  g_assert_true(nb_io_bus_read(f.mmio, rom, &v, 2));
+  g_assert_cmpuint(v, ==, 0xaa55);
+
+  /* Memory decode off hides it, as does clearing the enable bit. */
+  uint16_t cmd = cfg_read(&f, 1, 0x04, 2);
+  cfg_write(&f, 1, 0x04, cmd & ~NB_PCI_COMMAND_MEMORY, 2);
+  g_assert_false(nb_io_bus_read(f.mmio, rom, &v, 2));
+  cfg_write(&f, 1, 0x04, cmd, 2);
+  g_assert_true(nb_io_bus_read(f.mmio, rom, &v, 2));
+  cfg_write(&f, 1, 0x30, rom, 4);
+  g_assert_false(nb_io_bus_read(f.mmio, rom, &v, 2));
+
+  /* A device without a ROM: the register reads 0 whatever is written. */
+  cfg_write(&f, 2, 0x30, 0xffffffff, 4);
+  g_assert_cmpuint(cfg_read(&f, 2, 0x30, 4), ==, 0);
+
+  nb_pci_device_clear(&dev);
+  nb_pci_device_clear(&plain);
   fixture_clear(&f);
 }
 
@@ -222,6 +298,7 @@ main(int argc, char **argv)
   g_test_add_func("/pci/enumeration", test_enumeration);
   g_test_add_func("/pci/bars", test_bars);
   g_test_add_func("/pci/intx", test_intx);
+  g_test_add_func("/pci/rom", test_rom);
   g_test_add_func("/pci/capabilities", test_capabilities);
   return g_test_run();
 }

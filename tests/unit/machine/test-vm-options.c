@@ -60,6 +60,10 @@ test_firmware(void)
   nb_vm_options_clear(&o);
   g_assert_true(parse(&o, &error, "--firmware", "bios", "--firmware-file", "/x/bios.bin", NULL));
   g_assert_cmpstr(o.firmware_file, ==, "/x/bios.bin");
+  g_assert_null(o.vga_bios_file);
+  nb_vm_options_clear(&o);
+  g_assert_true(parse(&o, &error, "--firmware", "bios", "--vga-bios-file", "/x/vga.bin", NULL));
+  g_assert_cmpstr(o.vga_bios_file, ==, "/x/vga.bin");
   nb_vm_options_clear(&o);
   g_assert_true(parse(&o, &error, "--kernel", "/k", NULL));
   g_assert_cmpint(o.firmware, ==, NB_FIRMWARE_DIRECT);
