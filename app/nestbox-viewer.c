@@ -3,6 +3,7 @@
 #include "viewer-session.h"
 
 #include <locale.h>
+#include <signal.h>
 #include <stdio.h>
 
 enum {
@@ -15,6 +16,10 @@ int
 main(int argc, char **argv)
 {
   setlocale(LC_ALL, "");
+  /* libvncclient writes with write(): a server that hangs up while we send
+   * would otherwise kill the viewer with SIGPIPE instead of letting it say
+   * so and reconnect. */
+  signal(SIGPIPE, SIG_IGN);
   gboolean window = FALSE, no_reconnect = FALSE, wait = FALSE, view_only = FALSE,
            verbose = FALSE;
   g_autofree char *password_file = NULL;

@@ -188,6 +188,12 @@ main(int argc, char **argv)
     if (control)
       nb_machine_control_detach(control, exit, restarting);
 
+    /* A reset the guest did not ask for (a triple fault) or one asked for
+     * over the control socket: said, so a log shows why the machine
+     * restarted or stopped. */
+    if (exit == NB_MACHINE_EXIT_RESET && detail)
+      fprintf(stderr, "nestbox-vm: the machine reset: %s; %s\n", detail,
+              restarting ? "restarting it" : "not restarting (--no-reboot)");
     if (restarting)
       continue;
     switch (exit) {

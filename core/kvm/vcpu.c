@@ -341,7 +341,13 @@ nb_vcpu_run(NbVcpu *vcpu, char **detail)
     /* Only without an in-kernel LAPIC; treat as a spurious exit. */
     return NB_VCPU_EVENT_NONE;
   case KVM_EXIT_SHUTDOWN:
-    /* A triple fault: on a PC, that resets the machine. */
+    /* A triple fault: on a PC, that resets the machine. Said, with where
+     * the vCPU was, because a guest that resets itself silently is hard to
+     * tell from one that asked for a reboot. */
+    if (detail) {
+      g_autofree char *state = nb_vcpu_describe_state(vcpu);
+      *detail = g_strdup_printf("a triple fault (%s)", state);
+    }
     return NB_VCPU_EVENT_RESET;
   case KVM_EXIT_SYSTEM_EVENT:
     switch (run->system_event.type) {

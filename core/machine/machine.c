@@ -605,7 +605,7 @@ vcpu_thread_main(gpointer data)
       nb_vcpu_clear_kick(vcpu);
       break;
     case NB_VCPU_EVENT_RESET:
-      nb_machine_stop(m, NB_MACHINE_EXIT_RESET, NULL);
+      nb_machine_stop(m, NB_MACHINE_EXIT_RESET, detail);
       break;
     case NB_VCPU_EVENT_POWEROFF:
       nb_machine_stop(m, NB_MACHINE_EXIT_POWEROFF, NULL);

@@ -59,6 +59,11 @@ nb_expect() {
     tail -n 25 "$NB_LOG" | sed 's/^/    | /'
     echo "    nestbox-vm said:"
     sed 's/^/    | /' "$NB_WORK/$(basename "$NB_LOG" .log).stderr"
+    local fwlog="$NB_WORK/$(basename "$NB_LOG" .log).fwlog"
+    if [ -s "$fwlog" ]; then
+      echo "    firmware log, last lines:"
+      tail -n 15 "$fwlog" | sed 's/^/    | /'
+    fi
   fi
 }
 
@@ -73,6 +78,11 @@ nb_expect_status() {
     [ "$NB_STATUS" = 124 ] && echo "    (it timed out)"
     tail -n 25 "$NB_LOG" 2>/dev/null | sed 's/^/    | /'
     sed 's/^/    | /' "$NB_WORK/$(basename "$NB_LOG" .log).stderr"
+    local fwlog="$NB_WORK/$(basename "$NB_LOG" .log).fwlog"
+    if [ -s "$fwlog" ]; then
+      echo "    firmware log, last lines:"
+      tail -n 15 "$fwlog" | sed 's/^/    | /'
+    fi
   fi
 }
 

@@ -54,7 +54,8 @@ nb_fw_boot() {
   local name=$1 limit=$2
   shift 2
   NB_LOG="$NB_WORK/$name.log"
-  timeout -k 5 "$limit" "$NESTBOX_VM" --firmware bios --serial "file:$NB_LOG" \
+  # The vCPUs' registers at exit, on stderr: where a boot that timed out was.
+  NESTBOX_DEBUG_VCPU=1 timeout -k 5 "$limit" "$NESTBOX_VM" --firmware bios --serial "file:$NB_LOG" \
     --firmware-log "$NB_WORK/$name.fwlog" "$@" > "$NB_WORK/$name.stderr" 2>&1
   NB_STATUS=$?
 }

@@ -1,6 +1,7 @@
 #!/bin/bash
-# Reboot restarts the machine (or ends it with --no-reboot), a kernel panic is
-# reported as one, and SIGTERM stops the machine cleanly.
+# Reboot restarts the machine (or ends it with --no-reboot), a triple fault is
+# named as one, a kernel panic is reported as one, and SIGTERM stops the
+# machine cleanly.
 source "$(dirname "$0")/lib.sh"
 
 reboot=$(nb_initrd reboot 'echo REBOOTING; reboot -f')
@@ -8,6 +9,24 @@ reboot=$(nb_initrd reboot 'echo REBOOTING; reboot -f')
 nb_boot no-reboot 240 "$reboot" --no-reboot
 nb_expect_status "guest reboot with --no-reboot" 0
 nb_expect "guest asked to reboot" "^REBOOTING"
+NB_CHECKS=$((NB_CHECKS + 1))
+if grep -q "triple fault" "$NB_WORK/no-reboot.stderr"; then
+  nb_fail "a reboot the guest asked for is reported as a triple fault: $(cat "$NB_WORK/no-reboot.stderr")"
+else
+  nb_pass "a reboot the guest asked for is not called a triple fault"
+fi
+
+# Linux's reboot=t resets by a triple fault: the VMM names it and where the
+# vCPU was.
+NB_APPEND="console=ttyS0 reboot=t" nb_boot triple 240 "$reboot" --no-reboot
+nb_expect_status "guest reset by a triple fault with --no-reboot" 0
+NB_CHECKS=$((NB_CHECKS + 1))
+if grep -q "the machine reset: a triple fault (vCPU 0: RIP=.*); not restarting (--no-reboot)" \
+     "$NB_WORK/triple.stderr"; then
+  nb_pass "the triple fault is reported with the vCPU's registers"
+else
+  nb_fail "no triple-fault message: $(cat "$NB_WORK/triple.stderr")"
+fi
 
 # Without --no-reboot the machine comes back: wait for the second boot, then
 # stop it with SIGTERM.
@@ -16,7 +35,8 @@ NB_LOG="$NB_WORK/reboot.log"
   --append "console=ttyS0 nestbox.modules=none panic=-1 quiet" --serial "file:$NB_LOG" > "$NB_WORK/reboot.stderr" 2>&1 &
 pid=$!
 for _ in $(seq 480); do
-  [ "$(grep -ac '^NESTBOX-INIT-REACHED' "$NB_LOG" 2>/dev/null)" -ge 2 ] && break
+  n=$(grep -ac '^NESTBOX-INIT-REACHED' "$NB_LOG" 2>/dev/null)
+  [ "${n:-0}" -ge 2 ] && break
   kill -0 $pid 2>/dev/null || break
   sleep 0.5
 done

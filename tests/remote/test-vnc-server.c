@@ -172,6 +172,9 @@ on_client_exit(GObject *source, GAsyncResult *res, gpointer data)
   g_subprocess_wait_finish(G_SUBPROCESS(source), res, NULL);
   f->status = g_subprocess_get_if_exited(G_SUBPROCESS(source))
                   ? g_subprocess_get_exit_status(G_SUBPROCESS(source)) : -1;
+  if (g_subprocess_get_if_signaled(G_SUBPROCESS(source)))
+    g_test_message("the client was killed by signal %d",
+                   g_subprocess_get_term_sig(G_SUBPROCESS(source)));
   if (--f->pending == 0)
     g_main_loop_quit(f->loop);
 }

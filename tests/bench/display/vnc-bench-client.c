@@ -25,6 +25,7 @@
 
 #include <linux/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +153,7 @@ bytes_received(rfbClient *c)
 int
 main(int argc, char **argv)
 {
+  signal(SIGPIPE, SIG_IGN);   /* a VMM that goes away is reported, not a signal */
   if (argc != 4 || strcmp(argv[2], "--encoding") != 0 ||
       (strcmp(argv[3], "tight") != 0 && strcmp(argv[3], "zrle") != 0 &&
        strcmp(argv[3], "raw") != 0)) {
