@@ -10,6 +10,7 @@ set -uo pipefail
 : "${NESTBOX_VM:?NESTBOX_VM must point at nestbox-vm}"
 : "${NESTBOX_GUEST_DIR:?NESTBOX_GUEST_DIR must point at the guest image directory}"
 NB_IMAGES_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../images" && pwd)
+NB_KVM_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 NB_WORK=${NB_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/nb-kvm.XXXXXX")}
 NB_FAILURES=0
 NB_CHECKS=0
@@ -30,6 +31,37 @@ nb_initrd() {
   "$NB_IMAGES_DIR/make-test-initrd.sh" "$NESTBOX_GUEST_DIR/guest.cpio.gz" "$NB_WORK/$name.sh" \
     "$NB_WORK/$name.cpio.gz"
   echo "$NB_WORK/$name.cpio.gz"
+}
+
+# nb_display_initrd NAME SCRIPT: $NB_WORK/NAME.cpio.gz for a guest with a
+# screen: /test/guest-display (guest-display.c, static: busybox can neither
+# draw fast nor read evdev) and an init that, unless SCRIPT starts with
+# "#no-screen", first waits for /dev/fb0 and takes the text console off it
+# so that nothing draws over the picture, then runs SCRIPT. A helper that
+# does not build ends the test.
+nb_display_initrd() {
+  local name=$1 script=$2
+  if [ ! -x "$NB_WORK/guest-display" ] &&
+     ! gcc -static -O2 -o "$NB_WORK/guest-display" "$NB_KVM_DIR/guest-display.c" 2> "$NB_WORK/gcc.log"; then
+    nb_fail "cannot build the guest helper: $(cat "$NB_WORK/gcc.log")"
+    nb_finish
+  fi
+  {
+    echo '#!/bin/sh'
+    case $script in
+    '#no-screen'*) ;;
+    *) cat <<'GUEST'
+for _ in $(seq 300); do [ -e /dev/fb0 ] && break; sleep 0.1; done
+for c in /sys/class/vtconsole/vtcon*; do
+  grep -q "frame buffer" "$c/name" 2>/dev/null && echo 0 > "$c/bind"
+done
+echo 0 > /sys/class/graphics/fbcon/cursor_blink 2>/dev/null
+GUEST
+    esac
+    printf '%s\n' "$script"
+  } > "$NB_WORK/$name.sh"
+  "$NB_IMAGES_DIR/make-test-initrd.sh" "$NESTBOX_GUEST_DIR/guest.cpio.gz" "$NB_WORK/$name.sh" \
+    "$NB_WORK/$name.cpio.gz" "$NB_WORK/guest-display"
 }
 
 # nb_boot NAME TIMEOUT INITRD [NESTBOX-VM OPTIONS...]: boots the guest with

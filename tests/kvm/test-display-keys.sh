@@ -11,22 +11,13 @@
 # state).
 source "$(dirname "$0")/lib.sh"
 : "${NESTBOX_VNC_CLIENT:?NESTBOX_VNC_CLIENT must point at vnc-test-client}"
-src=$(cd "$(dirname "$0")" && pwd)
 
-if ! gcc -static -O2 -o "$NB_WORK/guest-display" "$src/guest-display.c" 2> "$NB_WORK/gcc.log"; then
-  nb_fail "cannot build the guest helper: $(cat "$NB_WORK/gcc.log")"
-  nb_finish
-fi
 # The reader ends on F12; the LED client gets a moment before the guest goes.
-cat > "$NB_WORK/keys.sh" <<'GUEST'
-#!/bin/sh
+nb_display_initrd keys '#no-screen: only the keyboard
 /test/guest-display events 400
 status=$?
 sleep 2
-exit $status
-GUEST
-"$NB_IMAGES_DIR/make-test-initrd.sh" "$NESTBOX_GUEST_DIR/guest.cpio.gz" "$NB_WORK/keys.sh" \
-  "$NB_WORK/keys.cpio.gz" "$NB_WORK/guest-display"
+exit $status'
 
 # KEYSYM:LINUX-KEY-CODE, as a US keyboard has them (linux/input-event-codes.h),
 # row by row. Scroll Lock twice: whether the guest's console lights its LED

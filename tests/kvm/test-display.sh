@@ -7,31 +7,15 @@
 # guest layout; and an absolute pointer position lands where it was sent.
 source "$(dirname "$0")/lib.sh"
 : "${NESTBOX_VNC_CLIENT:?NESTBOX_VNC_CLIENT must point at vnc-test-client}"
-src=$(cd "$(dirname "$0")" && pwd)
 
-# The guest's helper: busybox can neither draw fast nor read evdev.
-if ! gcc -static -O2 -o "$NB_WORK/guest-display" "$src/guest-display.c" 2> "$NB_WORK/gcc.log"; then
-  nb_fail "cannot build the guest helper: $(cat "$NB_WORK/gcc.log")"
-  nb_finish
-fi
-cat > "$NB_WORK/display.sh" <<'GUEST'
-#!/bin/sh
-for _ in $(seq 300); do [ -e /dev/fb0 ] && break; sleep 0.1; done
+nb_display_initrd display '
 echo "DRM $(cat /sys/class/drm/card0/device/vendor 2>/dev/null):$(cat /sys/class/drm/card0/device/device 2>/dev/null) $(cat /sys/class/graphics/fb0/name 2>/dev/null)"
-# The text console must not draw over the picture.
-for c in /sys/class/vtconsole/vtcon*; do
-  grep -q "frame buffer" "$c/name" 2>/dev/null && echo 0 > "$c/bind"
-done
-echo 0 > /sys/class/graphics/fbcon/cursor_blink 2>/dev/null
-dmesg | grep -i -E "bochs|\[drm\]" | head -n 12 | sed 's/^/GUEST-DMESG /'
+dmesg | grep -i -E "bochs|\[drm\]" | head -n 12 | sed "s/^/GUEST-DMESG /"
 /test/guest-display pattern || exit 1
 sleep 1
-dmesg | grep -i -E "blit|warn|drm|bochs" | tail -n 6 | sed 's/^/GUEST-DMESG-AFTER /'
-echo "PCI-CONFIG $(od -An -tx1 -N24 /sys/class/graphics/fb0/device/config | tr -s '\n ' ' ')"
-/test/guest-display events 400
-GUEST
-"$NB_IMAGES_DIR/make-test-initrd.sh" "$NESTBOX_GUEST_DIR/guest.cpio.gz" "$NB_WORK/display.sh" \
-  "$NB_WORK/display.cpio.gz" "$NB_WORK/guest-display"
+dmesg | grep -i -E "blit|warn|drm|bochs" | tail -n 6 | sed "s/^/GUEST-DMESG-AFTER /"
+echo "PCI-CONFIG $(od -An -tx1 -N24 /sys/class/graphics/fb0/device/config | tr -s "\n " " ")"
+/test/guest-display events 400'
 
 echo "s3cret-pw" > "$NB_WORK/password"
 echo "wrong-pw" > "$NB_WORK/wrong"

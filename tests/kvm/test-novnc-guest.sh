@@ -15,23 +15,10 @@ for tool in chromium convert python3 bash; do
 done
 [ -f /usr/share/novnc/vnc_lite.html ] || { echo "FAIL: noVNC is missing (package novnc)"; exit 1; }
 
-if ! gcc -static -O2 -o "$NB_WORK/guest-display" "$src/guest-display.c" 2> "$NB_WORK/gcc.log"; then
-  nb_fail "cannot build the guest helper: $(cat "$NB_WORK/gcc.log")"
-  nb_finish
-fi
 # The picture stays until F12 (sent once the screenshot is taken).
-cat > "$NB_WORK/novnc.sh" <<'GUEST'
-#!/bin/sh
-for _ in $(seq 300); do [ -e /dev/fb0 ] && break; sleep 0.1; done
-for c in /sys/class/vtconsole/vtcon*; do
-  grep -q "frame buffer" "$c/name" 2>/dev/null && echo 0 > "$c/bind"
-done
-echo 0 > /sys/class/graphics/fbcon/cursor_blink 2>/dev/null
+nb_display_initrd novnc '
 /test/guest-display pattern || exit 1
-/test/guest-display events 500
-GUEST
-"$NB_IMAGES_DIR/make-test-initrd.sh" "$NESTBOX_GUEST_DIR/guest.cpio.gz" "$NB_WORK/novnc.sh" \
-  "$NB_WORK/novnc.cpio.gz" "$NB_WORK/guest-display"
+/test/guest-display events 500'
 
 pids=()
 cleanup() {

@@ -9,27 +9,13 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/../remote/x11-lib.sh"
 : "${NESTBOX_VNC_CLIENT:?NESTBOX_VNC_CLIENT must point at vnc-test-client}"
-src=$(cd "$(dirname "$0")" && pwd)
 for tool in Xvfb xdotool xwininfo xprop import convert python3; do
   command -v "$tool" >/dev/null || { echo "FAIL: $tool is missing: run build-aux/install-deps.sh"; exit 1; }
 done
 
-if ! gcc -static -O2 -o "$NB_WORK/guest-display" "$src/guest-display.c" 2> "$NB_WORK/gcc.log"; then
-  nb_fail "cannot build the guest helper: $(cat "$NB_WORK/gcc.log")"
-  nb_finish
-fi
-cat > "$NB_WORK/display.sh" <<'GUEST'
-#!/bin/sh
-for _ in $(seq 300); do [ -e /dev/fb0 ] && break; sleep 0.1; done
-for c in /sys/class/vtconsole/vtcon*; do
-  grep -q "frame buffer" "$c/name" 2>/dev/null && echo 0 > "$c/bind"
-done
-echo 0 > /sys/class/graphics/fbcon/cursor_blink 2>/dev/null
+nb_display_initrd display '
 /test/guest-display pattern || exit 1
-/test/guest-display events 400
-GUEST
-"$NB_IMAGES_DIR/make-test-initrd.sh" "$NESTBOX_GUEST_DIR/guest.cpio.gz" "$NB_WORK/display.sh" \
-  "$NB_WORK/display.cpio.gz" "$NB_WORK/guest-display"
+/test/guest-display events 400'
 
 pids=()
 cleanup() {
@@ -112,35 +98,7 @@ xdotool key a z 1 Right
 sleep 1
 # Closing the window (what a window manager's close button sends) presses the
 # guest's power button; closing it again powers the machine off at once.
-close_window() {
-python3 - "$win" <<'PY'
-import ctypes, sys
-x = ctypes.cdll.LoadLibrary("libX11.so.6")
-x.XOpenDisplay.restype = ctypes.c_void_p
-x.XInternAtom.restype = ctypes.c_ulong
-x.XInternAtom.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
-class ClientMessage(ctypes.Structure):
-    _fields_ = [("type", ctypes.c_int), ("serial", ctypes.c_ulong), ("send_event", ctypes.c_int),
-                ("display", ctypes.c_void_p), ("window", ctypes.c_ulong),
-                ("message_type", ctypes.c_ulong), ("format", ctypes.c_int),
-                ("data", ctypes.c_long * 5)]
-class Event(ctypes.Union):
-    _fields_ = [("xclient", ClientMessage), ("pad", ctypes.c_long * 24)]
-x.XSendEvent.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_long,
-                         ctypes.POINTER(Event)]
-x.XFlush.argtypes = [ctypes.c_void_p]
-d = x.XOpenDisplay(None)
-w = int(sys.argv[1])
-e = Event()
-e.xclient.type = 33
-e.xclient.window = w
-e.xclient.message_type = x.XInternAtom(d, b"WM_PROTOCOLS", 0)
-e.xclient.format = 32
-e.xclient.data[0] = x.XInternAtom(d, b"WM_DELETE_WINDOW", 0)
-x.XSendEvent(d, w, 0, 0, ctypes.byref(e))
-x.XFlush(d)
-PY
-}
+close_window() { nb_x11_close_window "$win"; }
 close_window
 sleep 2
 closed_title=$(title)

@@ -170,33 +170,7 @@ else
 fi
 
 # --- closing asks, it does not end the program --------------------------------------
-python3 - "$win" <<'PY'
-import ctypes, sys
-x = ctypes.cdll.LoadLibrary("libX11.so.6")
-x.XOpenDisplay.restype = ctypes.c_void_p
-x.XInternAtom.restype = ctypes.c_ulong
-x.XInternAtom.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
-class ClientMessage(ctypes.Structure):
-    _fields_ = [("type", ctypes.c_int), ("serial", ctypes.c_ulong), ("send_event", ctypes.c_int),
-                ("display", ctypes.c_void_p), ("window", ctypes.c_ulong),
-                ("message_type", ctypes.c_ulong), ("format", ctypes.c_int),
-                ("data", ctypes.c_long * 5)]
-class Event(ctypes.Union):
-    _fields_ = [("xclient", ClientMessage), ("pad", ctypes.c_long * 24)]
-x.XSendEvent.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_long,
-                         ctypes.POINTER(Event)]
-d = x.XOpenDisplay(None)
-w = int(sys.argv[1])
-e = Event()
-e.xclient.type = 33  # ClientMessage: what a window manager sends for the close button
-e.xclient.window = w
-e.xclient.message_type = x.XInternAtom(d, b"WM_PROTOCOLS", 0)
-e.xclient.format = 32
-e.xclient.data[0] = x.XInternAtom(d, b"WM_DELETE_WINDOW", 0)
-x.XFlush.argtypes = [ctypes.c_void_p]
-x.XSendEvent(d, w, 0, 0, ctypes.byref(e))
-x.XFlush(d)
-PY
+nb_x11_close_window "$win"
 if wait_for 5 logged CLOSE && wait_for 5 title_has "sdl-test - closed" && kill -0 $window_pid; then
   ok "the close button asks the program (CLOSE), the window stays until it decides"
 else
