@@ -5,6 +5,8 @@
  *
  *   vnc-bench-client HOST:PORT --encoding tight|zrle|raw
  *
+ * (and CopyRect, which a server may use for moved content, with any of
+ * them, as viewers ask for it)
  * After every complete framebuffer update it reads the frame stamp the
  * guest's workload (guest-vncload.c) draws in the bottom bar: 72 blocks of
  * 8x8 pixels from x = 8 at y = height - 12, one bit each (64 bits: frame
@@ -171,7 +173,11 @@ main(int argc, char **argv)
   c->serverHost = host;
   c->serverPort = atoi(colon + 1);
   c->appData.shareDesktop = TRUE;
-  c->appData.encodingsString = argv[3];
+  /* CopyRect too, as every viewer asks for it (TigerVNC, noVNC, gtk-vnc,
+   * Remmina): a server may send moved content as a copy. */
+  static char encodings[64];
+  snprintf(encodings, sizeof encodings, "copyrect %s", argv[3]);
+  c->appData.encodingsString = encodings;
   c->appData.enableJPEG = FALSE;
   c->canHandleNewFBSize = TRUE;
   c->GotFrameBufferUpdate = on_rect;
