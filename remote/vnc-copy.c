@@ -99,6 +99,10 @@ nb_vnc_copy_region(rfbScreenInfoPtr screen, sraRegionPtr copy, int dx, int dy,
   rfbClientIteratorPtr it = rfbGetClientIterator(screen);
   rfbClientPtr cl;
   while (ok && (cl = rfbClientIteratorNext(it)) != NULL) {
+    /* A client that gets it all as pixels needs no lock now: whatever
+     * it is sending meanwhile, it is sent all of it again after. */
+    if (!cl->useCopyRect || cl->scaledScreen != cl->screen)
+      continue;
     if (pthread_mutex_trylock(&cl->sendMutex) != 0) {
       ok = false;
     } else if (pthread_mutex_trylock(&cl->updateMutex) != 0) {
@@ -110,6 +114,7 @@ nb_vnc_copy_region(rfbScreenInfoPtr screen, sraRegionPtr copy, int dx, int dy,
     }
   }
   rfbReleaseClientIterator(it);
+  ok = ok && clients->len > 0;   /* else plain pixels for all, without the move */
   if (ok) {
     move_pixels(screen, copy, dx, dy);
     paint(ctx);
@@ -122,8 +127,8 @@ nb_vnc_copy_region(rfbScreenInfoPtr screen, sraRegionPtr copy, int dx, int dy,
     pthread_mutex_unlock(&cl->sendMutex);
   }
   if (ok) {
-    /* A client that joined since the list was walked may have been sent
-     * pixels halfway through the move: it gets all of it as pixels. */
+    /* So do clients without CopyRect, and any that joined since the list
+     * was walked (it may have been sent pixels halfway through the move). */
     sraRegionPtr all = sraRgnCreateRgn(copy);
     sraRgnOr(all, rest);
     it = rfbGetClientIterator(screen);

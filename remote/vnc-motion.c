@@ -385,3 +385,105 @@ nb_vnc_motion_find(const NbVncPictures *pics, const NbFbRect *rects, unsigned n_
     tiles[i] = found && tiles[i] == MOVED;
   return found;
 }
+
+/* Edges ------------------------------------------------------------------- */
+
+static bool
+pixel_moved(const NbVncPictures *p, unsigned x, unsigned y, NbVncMove mv)
+{
+  long long sx = (long long)x - mv.dx, sy = (long long)y - mv.dy;
+  if (sx < 0 || sy < 0 || sx >= p->width || sy >= p->height)
+    return false;
+  return memcmp(new_at(p, x, y), old_at(p, (unsigned)sx, (unsigned)sy), 4) == 0;
+}
+
+/* The widest strip of tile box [x0, x1) x [y0, y1) along one side whose
+ * pixels all moved; side: 0 left, 1 right, 2 top, 3 bottom. Its area, 0
+ * for none. */
+static unsigned
+edge_strip(const NbVncPictures *p, unsigned x0, unsigned y0, unsigned x1, unsigned y1,
+           NbVncMove mv, int side, NbFbRect *strip)
+{
+  if (side <= 1) {
+    /* Columns: each line bounds the strip at its first pixel that did not
+     * move, counted from that side. */
+    unsigned lo = x0, hi = x1;   /* the strip, shrinking */
+    for (unsigned y = y0; y < y1 && lo < hi; y++) {
+      if (side == 0) {
+        unsigned x = x0;
+        while (x < hi && pixel_moved(p, x, y, mv))
+          x++;
+        hi = x;
+      } else {
+        unsigned x = x1;
+        while (x > lo && pixel_moved(p, x - 1, y, mv))
+          x--;
+        lo = x;
+      }
+    }
+    if (lo >= hi)
+      return 0;
+    *strip = (NbFbRect){ lo, y0, hi - lo, y1 - y0 };
+  } else {
+    /* Lines: whole lines that moved, from that side. */
+    unsigned lo = y0, hi = y1;
+    if (side == 2) {
+      while (lo < hi && (long long)x0 - mv.dx >= 0 && (long long)x1 - mv.dx <= p->width &&
+             (long long)lo - mv.dy >= 0 && (long long)lo - mv.dy < p->height &&
+             line_moved(p, x0, x1, lo, mv))
+        lo++;
+      hi = lo;
+      lo = y0;
+    } else {
+      while (hi > lo && (long long)x0 - mv.dx >= 0 && (long long)x1 - mv.dx <= p->width &&
+             (long long)hi - 1 - mv.dy >= 0 && (long long)hi - 1 - mv.dy < p->height &&
+             line_moved(p, x0, x1, hi - 1, mv))
+        hi--;
+      lo = hi;
+      hi = y1;
+    }
+    if (lo >= hi)
+      return 0;
+    *strip = (NbFbRect){ x0, lo, x1 - x0, hi - lo };
+  }
+  return strip->width * strip->height;
+}
+
+unsigned
+nb_vnc_motion_edges(const NbVncPictures *pics, const NbFbRect *rects, unsigned n_rects,
+                    NbVncMove move, const uint8_t *tiles, NbFbRect *out)
+{
+  Search s = { .p = pics };
+  nb_vnc_motion_tiles(pics->width, pics->height, &s.tiles_x, &s.tiles_y);
+  const unsigned n_tiles = s.tiles_x * s.tiles_y;
+  if (n_tiles == 0 || (move.dx == 0 && move.dy == 0))
+    return 0;
+  s.tiles = g_malloc0(n_tiles);
+  mark_damage(&s, rects, n_rects);
+  unsigned n = 0;
+  for (unsigned i = 0; i < n_tiles; i++) {
+    if (!s.tiles[i] || tiles[i])
+      continue;
+    unsigned tx = i % s.tiles_x, ty = i / s.tiles_x;
+    /* The moved neighbour is on this side of the tile. */
+    bool moved_side[4] = {
+      tx > 0 && tiles[i - 1],
+      tx + 1 < s.tiles_x && tiles[i + 1],
+      ty > 0 && tiles[i - s.tiles_x],
+      ty + 1 < s.tiles_y && tiles[i + s.tiles_x],
+    };
+    unsigned x0, y0, x1, y1, best = 0;
+    tile_box(&s, i, &x0, &y0, &x1, &y1);
+    for (int side = 0; side < 4; side++) {
+      NbFbRect strip;
+      unsigned area = moved_side[side] ? edge_strip(pics, x0, y0, x1, y1, move, side, &strip) : 0;
+      if (area > best) {
+        best = area;
+        out[n] = strip;
+      }
+    }
+    n += best > 0;
+  }
+  g_free(s.tiles);
+  return n;
+}

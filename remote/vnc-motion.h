@@ -51,3 +51,12 @@ void nb_vnc_motion_tiles(unsigned width, unsigned height, unsigned *tiles_x, uns
  * {0, 0}) when no move covers NB_VNC_MOTION_MIN_TILES tiles. */
 unsigned nb_vnc_motion_find(const NbVncPictures *pics, const NbFbRect *rects, unsigned n_rects,
                             NbVncMove hint, NbVncMove *move, uint8_t *tiles);
+
+/* The edges of a move found by nb_vnc_motion_find: in each damaged tile
+ * that did not move as a whole but borders one that did (left, right,
+ * above or below), the widest strip along that border whose pixels all
+ * moved by move (source on the screen): where a window's edge or a scrolled
+ * area's end cuts through a tile. Writes up to tiles_x * tiles_y strips to
+ * out, one per tile at most, and returns how many. */
+unsigned nb_vnc_motion_edges(const NbVncPictures *pics, const NbFbRect *rects, unsigned n_rects,
+                             NbVncMove move, const uint8_t *tiles, NbFbRect *out);

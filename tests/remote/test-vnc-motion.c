@@ -46,6 +46,12 @@ pics_free(Pics *p)
   g_free(p);
 }
 
+static bool
+tile_set(const Pics *p, unsigned tx, unsigned ty)
+{
+  return p->tiles[ty * p->tiles_x + tx] != 0;
+}
+
 /* How long the last search took, in microseconds (printed, not checked:
  * a loaded or emulated machine is many times slower). */
 static gint64 last_us;
@@ -89,6 +95,24 @@ find(Pics *p, const NbFbRect *rects, unsigned n, NbVncMove hint, NbVncMove *mv)
     }
   }
   g_assert_cmpuint(set, ==, found);
+  /* So is every edge strip, outside the tiles that moved. */
+  NbFbRect *strips = g_new(NbFbRect, p->tiles_x * p->tiles_y + 1);
+  unsigned n_strips = nb_vnc_motion_edges(&pics, rects, n, *mv, p->tiles, strips);
+  g_assert_true(found > 0 || n_strips == 0);
+  for (unsigned i = 0; i < n_strips; i++) {
+    const NbFbRect *e = &strips[i];
+    g_assert_true(e->width > 0 && e->height > 0 && e->x + e->width <= p->width &&
+                  e->y + e->height <= p->height);
+    g_assert_false(tile_set(p, e->x / NB_FB_TILE_WIDTH, e->y / NB_FB_TILE_HEIGHT));
+    for (unsigned y = e->y; y < e->y + e->height; y++)
+      for (unsigned x = e->x; x < e->x + e->width; x++) {
+        long sx = (long)x - mv->dx, sy = (long)y - mv->dy;
+        g_assert_true(sx >= 0 && sy >= 0 && sx < p->width && sy < p->height);
+        g_assert_cmphex(p->next[(size_t)y * p->width + x], ==,
+                        p->old_pixels[(size_t)sy * p->width + sx]);
+      }
+  }
+  g_free(strips);
   if (found == 0) {
     g_assert_cmpint(mv->dx, ==, 0);
     g_assert_cmpint(mv->dy, ==, 0);
@@ -96,12 +120,6 @@ find(Pics *p, const NbFbRect *rects, unsigned n, NbVncMove hint, NbVncMove *mv)
     g_assert_cmpuint(found, >=, NB_VNC_MOTION_MIN_TILES);
   }
   return found;
-}
-
-static bool
-tile_set(const Pics *p, unsigned tx, unsigned ty)
-{
-  return p->tiles[ty * p->tiles_x + tx] != 0;
 }
 
 /* Text lines with no space anywhere (so no two are blank in the same
@@ -245,6 +263,33 @@ test_window(void)
   }
   g_assert_cmpuint(interior, >=, 120);
   g_assert_cmpuint(n, >=, interior);
+
+  /* The window's edges in the tiles they cut (find() checked that they
+   * are exact): with them nearly all of the window is copied. */
+  NbFbRect *strips = g_new(NbFbRect, p->tiles_x * p->tiles_y);
+  NbVncPictures pics = { p->old_pixels, p->new_bytes, p->stride, w, h };
+  unsigned n_strips = nb_vnc_motion_edges(&pics, &damage, 1, mv, p->tiles, strips);
+  uint8_t *covered = g_malloc0((size_t)w * h);
+  for (unsigned ty = 0; ty < p->tiles_y; ty++)
+    for (unsigned tx = 0; tx < p->tiles_x; tx++)
+      if (tile_set(p, tx, ty))
+        for (unsigned y = ty * 32; y < MIN(ty * 32 + 32, h); y++)
+          memset(covered + (size_t)y * w + tx * 32, 1, MIN(32u, w - tx * 32));
+  for (unsigned i = 0; i < n_strips; i++) {
+    const NbFbRect *r = &strips[i];
+    g_assert_cmpuint(r->x / 32, ==, (r->x + r->width - 1) / 32);   /* inside one tile */
+    g_assert_cmpuint(r->y / 32, ==, (r->y + r->height - 1) / 32);
+    for (unsigned y = r->y; y < r->y + r->height; y++)
+      memset(covered + (size_t)y * w + r->x, 1, r->width);
+  }
+  unsigned in_window = 0;
+  for (unsigned y = wy + 2; y < wy + 2 + wh; y++)
+    for (unsigned x = wx + 4; x < wx + 4 + ww; x++)
+      in_window += covered[(size_t)y * w + x];
+  g_test_message("window: %u edge strips; %u of its %u pixels copied", n_strips, in_window, ww * wh);
+  g_assert_cmpuint(in_window, >=, ww * wh * 95 / 100);
+  g_free(covered);
+  g_free(strips);
 
   /* A stale hint (the previous frame's move was another one) is not taken. */
   n = find(p, &damage, 1, (NbVncMove){ -4, 2 }, &mv);

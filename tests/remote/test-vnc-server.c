@@ -786,7 +786,7 @@ test_scroll(void)
 static void
 test_window_move(void)
 {
-  moved_content(true, 2);
+  moved_content(true, 3);
 }
 
 static void

@@ -40,7 +40,8 @@
  *
  * --copyrect-clients N: the first N clients also take CopyRect (the others
  * have only the pixel encodings). --watch follows the screen: once every
- * client has a picture, and they are the same, it says "READY", then asks
+ * client has a picture, they are the same and nothing changed for 0.3 s,
+ * it says "READY", then asks
  * for every change until STOP-FILE exists (or --timeout), then says "BYTES i N" for
  * each client (what the kernel received on its connection since READY,
  * TCP_INFO) and "SAME-PICTURES" or "DIFFERENT-PICTURES client i at X,Y",
@@ -409,9 +410,17 @@ static int
 watch(rfbClient **c, int clients, const char *stop_file, int timeout, const char *save)
 {
   gint64 deadline = g_get_monotonic_time() + (gint64)timeout * G_USEC_PER_SEC;
+  /* Ready once the pictures agree and nothing new came for 0.3 s (the
+   * screen's first picture may arrive in several updates). */
   bool ready = false;
+  unsigned seen = 0;
+  gint64 quiet_since = g_get_monotonic_time();
   while (!ready && g_get_monotonic_time() < deadline) {
-    ready = updates_done > 0;
+    if (updates_done != seen) {
+      seen = updates_done;
+      quiet_since = g_get_monotonic_time();
+    }
+    ready = updates_done > 0 && g_get_monotonic_time() - quiet_since > 300000;
     for (int i = 0; i < clients; i++) {
       if (!pump(c[i], 20000))
         return 1;
