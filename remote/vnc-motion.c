@@ -408,7 +408,13 @@ edge_strip(const NbVncPictures *p, unsigned x0, unsigned y0, unsigned x1, unsign
     /* Columns: each line bounds the strip at its first pixel that did not
      * move, counted from that side. */
     unsigned lo = x0, hi = x1;   /* the strip, shrinking */
+    if ((long long)y0 - mv.dy < 0 || (long long)y1 - mv.dy > p->height)
+      return 0;
     for (unsigned y = y0; y < y1 && lo < hi; y++) {
+      /* Mostly the strip of the line above matches at once. */
+      if ((long long)lo - mv.dx >= 0 && (long long)hi - mv.dx <= p->width &&
+          line_moved(p, lo, hi, y, mv))
+        continue;
       if (side == 0) {
         unsigned x = x0;
         while (x < hi && pixel_moved(p, x, y, mv))

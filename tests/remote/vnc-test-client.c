@@ -47,16 +47,15 @@
  * TCP_INFO) and "SAME-PICTURES" or "DIFFERENT-PICTURES client i at X,Y",
  * and saves client 0's picture with --save. */
 #include "test-pattern.h"
+#include "vnc-client-bytes.h"
 
 #include <rfb/rfbclient.h>
 
 #include <glib.h>
-#include <linux/tcp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 static char *password;
@@ -375,17 +374,6 @@ find_rgb(const char *path, const char *size, const char *pattern_size)
   return ok ? 0 : 1;
 }
 
-static uint64_t
-bytes_received(rfbClient *c)
-{
-  struct tcp_info info;
-  socklen_t len = sizeof info;
-  memset(&info, 0, sizeof info);
-  if (getsockopt(c->sock, IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
-    return 0;
-  return info.tcpi_bytes_received;
-}
-
 /* Whether client i's picture is client 0's; prints the first difference
  * when report is set. */
 static bool
@@ -434,7 +422,7 @@ watch(rfbClient **c, int clients, const char *stop_file, int timeout, const char
   }
   uint64_t *base = g_new(uint64_t, clients);
   for (int i = 0; i < clients; i++)
-    base[i] = bytes_received(c[i]);
+    base[i] = nb_vnc_client_bytes_received(c[i]);
   printf("READY\n");
   bool stopped = false;
   while (!(stopped = g_file_test(stop_file, G_FILE_TEST_EXISTS)) && g_get_monotonic_time() < deadline)
@@ -449,7 +437,7 @@ watch(rfbClient **c, int clients, const char *stop_file, int timeout, const char
       if (!pump(c[i], 10000))
         return 1;
   for (int i = 0; i < clients; i++)
-    printf("BYTES %d %" G_GUINT64_FORMAT "\n", i, bytes_received(c[i]) - base[i]);
+    printf("BYTES %d %" G_GUINT64_FORMAT "\n", i, nb_vnc_client_bytes_received(c[i]) - base[i]);
   g_free(base);
   bool same = true;
   for (int i = 1; i < clients && same; i++)

@@ -23,15 +23,15 @@
  * Tight is asked for without JPEG (lossless), at libvncclient's default
  * compression level 3. Exit status: 0 done, 1 the connection failed or
  * ended, 2 usage. */
+#include "vnc-client-bytes.h"
+
 #include <rfb/rfbclient.h>
 
-#include <linux/tcp.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -140,17 +140,6 @@ on_update_done(rfbClient *c)
   shown[n_shown++] = (Shown){ frame, guest_us, t };
 }
 
-static uint64_t
-bytes_received(rfbClient *c)
-{
-  struct tcp_info info;
-  socklen_t len = sizeof info;
-  memset(&info, 0, sizeof info);
-  if (getsockopt(c->sock, IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
-    return 0;
-  return info.tcpi_bytes_received;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -222,13 +211,13 @@ main(int argc, char **argv)
         measuring = true;
         updates = rects = 0;
         n_shown = 0;
-        start_bytes = bytes_received(c);
+        start_bytes = nb_vnc_client_bytes_received(c);
         start_ns = now_ns();
         printf("STARTED\n");
       } else if (strcmp(cmd, "stop") == 0) {
         double secs = (double)(now_ns() - start_ns) / 1e9;
         printf("RESULT bytes=%llu updates=%lu rects=%lu frames=%zu seconds=%.3f\n",
-               (unsigned long long)(bytes_received(c) - start_bytes), updates, rects, n_shown,
+               (unsigned long long)(nb_vnc_client_bytes_received(c) - start_bytes), updates, rects, n_shown,
                secs);
         for (size_t i = 0; i < n_shown; i++)
           printf("FRAME %u %llu %llu\n", shown[i].frame, (unsigned long long)shown[i].guest_us,
