@@ -54,7 +54,7 @@ input_leds(void *ctx)
 
 static const NbVncInput input_ops = { input_key, input_pointer, input_leds };
 
-typedef struct {
+typedef struct Fixture {
   NbFramebuffer *fb;
   NbVncServer *server;
   Input input;
@@ -64,6 +64,8 @@ typedef struct {
   GString *output;
   bool resize_on_match;
   bool leds_on_report;   /* the guest changes its LEDs once the client saw them */
+  void (*on_line)(struct Fixture *f, const char *line);   /* each line the client says */
+  void *line_data;
   int pending;           /* the client's exit and the end of its output */
 } Fixture;
 
@@ -156,6 +158,8 @@ on_line(GObject *source, GAsyncResult *res, gpointer data)
   /* Caps Lock goes out, Num and Scroll Lock on. */
   if (f->leds_on_report && g_str_equal(line, "LEDS 4"))
     g_atomic_int_set(&f->input.leds, 3);
+  if (f->on_line)
+    f->on_line(f, line);
   read_line(f, G_DATA_INPUT_STREAM(source));
 }
 
@@ -603,6 +607,191 @@ test_sharing(void)
   }
 }
 
+/* Moved content: a console scrolling, a window dragged. Two clients watch
+ * the same frames, one taking CopyRect and one not: both end with the
+ * server's picture exactly, and the CopyRect one received far fewer bytes. */
+
+#define SCENE_W 640
+#define SCENE_H 480
+#define SCENE_FRAMES 12
+
+typedef struct {
+  bool window;            /* else the console scrolls */
+  unsigned frame;
+  GRand *rand;
+  uint32_t *win;          /* the window's pixels */
+  unsigned win_w, win_h;
+  int x, y;               /* the window's place */
+  char *stop_file;        /* made when the client is to stop watching */
+} Scene;
+
+/* Line y of the framebuffer in draw()'s mode. */
+static uint32_t *
+scene_line(Fixture *f, unsigned y)
+{
+  return (uint32_t *)(nb_framebuffer_data(f->fb) + 4096 + (size_t)y * (SCENE_W * 4 + 64));
+}
+
+/* A text row of random glyphs (8x16 cells, grey or green on black). */
+static void
+console_row(Fixture *f, Scene *sc, unsigned row)
+{
+  for (unsigned k = 0; k < 16; k++) {
+    uint32_t *line = scene_line(f, row * 16 + k);
+    for (unsigned c = 0; c < SCENE_W / 8; c++) {
+      guint32 bits = k > 2 && k < 14 && c < 70 ? g_rand_int(sc->rand) : 0;
+      uint32_t fg = c % 9 < 4 ? 0xaaaaaa : 0x55ff55;
+      for (unsigned b = 0; b < 8; b++)
+        line[c * 8 + b] = bits >> b & 1 ? fg : 0;
+    }
+  }
+}
+
+/* The desktop (a vertical gradient) with the window at its place. */
+static void
+desktop(Fixture *f, Scene *sc)
+{
+  for (unsigned y = 0; y < SCENE_H; y++) {
+    uint32_t *line = scene_line(f, y);
+    for (unsigned x = 0; x < SCENE_W; x++)
+      line[x] = 0x102040 + y * 150 / SCENE_H;
+    if (y >= (unsigned)sc->y && y < sc->y + sc->win_h)
+      memcpy(line + sc->x, sc->win + (size_t)(y - sc->y) * sc->win_w, sc->win_w * 4);
+  }
+}
+
+/* A window: a frame, a blue title bar, a white page of text with margins. */
+static void
+make_window(Scene *sc)
+{
+  sc->win_w = 400;
+  sc->win_h = 280;
+  sc->win = g_new(uint32_t, sc->win_w * sc->win_h);
+  for (unsigned y = 0; y < sc->win_h; y++)
+    for (unsigned x = 0; x < sc->win_w; x++)
+      sc->win[y * sc->win_w + x] = x == 0 || y == 0 || x == sc->win_w - 1 || y == sc->win_h - 1
+                                       ? 0x404040 : y < 20 ? 0x2050c0 : 0xffffff;
+  for (unsigned y = 40; y < sc->win_h - 24; y++) {
+    for (unsigned c = 2; c < sc->win_w / 8 - 2; c++) {
+      guint32 bits = y % 16 > 2 && y % 16 < 14 ? g_rand_int(sc->rand) : 0;
+      for (unsigned b = 0; b < 8; b++)
+        if (bits >> b & 1)
+          sc->win[y * sc->win_w + c * 8 + b] = 0;
+    }
+  }
+}
+
+static gboolean
+scene_stop(gpointer data)
+{
+  Fixture *f = data;
+  Scene *sc = f->line_data;
+  g_assert_true(g_file_set_contents(sc->stop_file, "", 0, NULL));
+  return G_SOURCE_REMOVE;
+}
+
+/* One frame: the console scrolls up a line (a new one at the bottom), or
+ * the window moves 4 px right and 2 px down. */
+static gboolean
+scene_frame(gpointer data)
+{
+  Fixture *f = data;
+  Scene *sc = f->line_data;
+  if (sc->window) {
+    sc->x += 4;
+    sc->y += 2;
+    desktop(f, sc);
+  } else {
+    for (unsigned y = 0; y + 16 < SCENE_H; y++)
+      memcpy(scene_line(f, y), scene_line(f, y + 16), SCENE_W * 4);
+    console_row(f, sc, SCENE_H / 16 - 1);
+  }
+  if (++sc->frame < SCENE_FRAMES)
+    return G_SOURCE_CONTINUE;
+  /* Time for the last frame to reach both clients. */
+  g_timeout_add(1500, scene_stop, f);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+scene_on_line(Fixture *f, const char *line)
+{
+  if (g_str_equal(line, "READY"))
+    g_timeout_add(4 * NB_VNC_REFRESH_MS, scene_frame, f);
+}
+
+static uint64_t
+bytes_of(Fixture *f, int client)
+{
+  g_autofree char *key = g_strdup_printf("BYTES %d ", client);
+  const char *at = strstr(f->output->str, key);
+  g_assert_nonnull(at);
+  return g_ascii_strtoull(at + strlen(key), NULL, 10);
+}
+
+/* min_ratio: how many times fewer bytes the CopyRect client must get (the
+ * window's edges are sent as pixels: its tiles that hold desktop too). */
+static void
+moved_content(bool window, unsigned min_ratio)
+{
+  Fixture f;
+  setup(&f, NULL, false);
+  Scene sc = { .window = window, .rand = g_rand_new_with_seed(11), .x = 20, .y = 30 };
+  if (window) {
+    make_window(&sc);
+    desktop(&f, &sc);
+  } else {
+    for (unsigned row = 0; row < SCENE_H / 16; row++)
+      console_row(&f, &sc, row);
+  }
+  f.on_line = scene_on_line;
+  f.line_data = &sc;
+  g_autofree char *dir = g_path_get_dirname(f.password_file);
+  g_autofree char *save = g_build_filename(dir, "picture.rgb", NULL);
+  sc.stop_file = g_build_filename(dir, "stop", NULL);
+  g_assert_cmpint(run_client(&f, "--watch", sc.stop_file, "--clients", "2", "--copyrect-clients", "1", "--save",
+                             save, "--timeout", "60", NULL), ==, 0);
+  g_assert_cmpuint(sc.frame, ==, SCENE_FRAMES);
+  g_assert_nonnull(strstr(f.output->str, "SAME-PICTURES"));
+  /* The clients' picture is the server's, exactly. */
+  g_autofree char *rgb = NULL;
+  gsize len = 0;
+  g_assert_true(g_file_get_contents(save, &rgb, &len, NULL));
+  g_assert_cmpuint(len, ==, SCENE_W * SCENE_H * 3);
+  for (unsigned y = 0; y < SCENE_H; y++) {
+    const uint32_t *line = scene_line(&f, y);
+    for (unsigned x = 0; x < SCENE_W; x++) {
+      const uint8_t *p = (const uint8_t *)rgb + ((size_t)y * SCENE_W + x) * 3;
+      uint32_t got = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+      if (got != (line[x] & 0xffffff))
+        g_error("pixel %u,%u: the client has %06x, the server %06x", x, y, got, line[x] & 0xffffff);
+    }
+  }
+  unlink(save);
+  unlink(sc.stop_file);
+  g_free(sc.stop_file);
+  uint64_t copy = bytes_of(&f, 0), plain = bytes_of(&f, 1);
+  g_test_message("%s: %" G_GUINT64_FORMAT " bytes with CopyRect, %" G_GUINT64_FORMAT " without",
+                 window ? "window" : "scroll", copy, plain);
+  g_assert_cmpuint(plain, >, 0);
+  g_assert_cmpuint(copy * min_ratio, <, plain);
+  g_free(sc.win);
+  g_rand_free(sc.rand);
+  teardown(&f);
+}
+
+static void
+test_scroll(void)
+{
+  moved_content(false, 8);
+}
+
+static void
+test_window_move(void)
+{
+  moved_content(true, 3);
+}
+
 static void
 test_bad_config(void)
 {
@@ -635,5 +824,7 @@ main(int argc, char **argv)
   g_test_add_func("/vnc-server/bad-clients", test_bad_clients);
   g_test_add_func("/vnc-server/sharing", test_sharing);
   g_test_add_func("/vnc-server/bad-config", test_bad_config);
+  g_test_add_func("/vnc-server/scroll", test_scroll);
+  g_test_add_func("/vnc-server/window-move", test_window_move);
   return g_test_run();
 }

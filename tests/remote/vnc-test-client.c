@@ -8,6 +8,7 @@
  *       [--scancode-keys QNUM/SYM,...] [--expect-leds N,N,...]
  *   vnc-test-client --compare-rgb FILE WxH | --find-rgb FILE WxH PATTERN-WxH
  *   vnc-test-client HOST:PORT --sequence shared|exclusive|intruder,... [--password-file F]
+ *   vnc-test-client HOST:PORT --watch STOP-FILE [--clients N] [--copyrect-clients N] [--save F]
  *
  * Each --pattern is waited for in turn ("MATCH WxH" once all clients show
  * it). --keys takes keysyms in hex: 0x61 is a press and a release, +0xffe1
@@ -35,8 +36,18 @@
  * --sequence connects one client after another, each asking for a shared
  * or an exclusive session (RFB's ClientInit flag) or, as an intruder, with
  * a wrong password, and after each one says
- * which clients are still connected: "AFTER 3 exclusive: gone gone up". */
+ * which clients are still connected: "AFTER 3 exclusive: gone gone up".
+ *
+ * --copyrect-clients N: the first N clients also take CopyRect (the others
+ * have only the pixel encodings). --watch follows the screen: once every
+ * client has a picture, they are the same and nothing changed for 0.3 s,
+ * it says "READY", then asks
+ * for every change until STOP-FILE exists (or --timeout), then says "BYTES i N" for
+ * each client (what the kernel received on its connection since READY,
+ * TCP_INFO) and "SAME-PICTURES" or "DIFFERENT-PICTURES client i at X,Y",
+ * and saves client 0's picture with --save. */
 #include "test-pattern.h"
+#include "vnc-client-bytes.h"
 
 #include <rfb/rfbclient.h>
 
@@ -369,6 +380,81 @@ find_rgb(const char *path, const char *size, const char *pattern_size)
   return ok ? 0 : 1;
 }
 
+/* Whether client i's picture is client 0's; prints the first difference
+ * when report is set. */
+static bool
+same_picture(rfbClient **c, int i, bool report)
+{
+  if (c[0]->frameBuffer == NULL || c[i]->frameBuffer == NULL || c[i]->width != c[0]->width ||
+      c[i]->height != c[0]->height)
+    return false;
+  const uint32_t *a = (const uint32_t *)c[0]->frameBuffer, *b = (const uint32_t *)c[i]->frameBuffer;
+  for (int y = 0; y < c[0]->height; y++)
+    for (int x = 0; x < c[0]->width; x++)
+      if ((a[(size_t)y * c[0]->width + x] & 0xffffff) != (b[(size_t)y * c[0]->width + x] & 0xffffff)) {
+        if (report)
+          printf("DIFFERENT-PICTURES client %d at %d,%d\n", i, x, y);
+        return false;
+      }
+  return true;
+}
+
+/* --watch (see the top). */
+static int
+watch(rfbClient **c, int clients, const char *stop_file, int timeout, const char *save)
+{
+  gint64 deadline = g_get_monotonic_time() + (gint64)timeout * G_USEC_PER_SEC;
+  /* Ready once the pictures agree and nothing new came for 0.3 s (the
+   * screen's first picture may arrive in several updates). */
+  bool ready = false;
+  unsigned seen = 0;
+  gint64 quiet_since = g_get_monotonic_time();
+  while (!ready && g_get_monotonic_time() < deadline) {
+    if (updates_done != seen) {
+      seen = updates_done;
+      quiet_since = g_get_monotonic_time();
+    }
+    ready = updates_done > 0 && g_get_monotonic_time() - quiet_since > 300000;
+    for (int i = 0; i < clients; i++) {
+      if (!pump(c[i], 20000))
+        return 1;
+      SendFramebufferUpdateRequest(c[i], 0, 0, c[i]->width, c[i]->height, TRUE);
+      ready = ready && same_picture(c, i, false);
+    }
+  }
+  if (!ready) {
+    printf("NOT-READY\n");
+    return 1;
+  }
+  uint64_t *base = g_new(uint64_t, clients);
+  for (int i = 0; i < clients; i++)
+    base[i] = nb_vnc_client_bytes_received(c[i]);
+  printf("READY\n");
+  bool stopped = false;
+  while (!(stopped = g_file_test(stop_file, G_FILE_TEST_EXISTS)) && g_get_monotonic_time() < deadline)
+    for (int i = 0; i < clients; i++) {
+      if (!pump(c[i], 10000))
+        return 1;
+      SendFramebufferUpdateRequest(c[i], 0, 0, c[i]->width, c[i]->height, TRUE);
+    }
+  /* What is on its way still arrives. */
+  for (int t = 0; t < 10; t++)
+    for (int i = 0; i < clients; i++)
+      if (!pump(c[i], 10000))
+        return 1;
+  for (int i = 0; i < clients; i++)
+    printf("BYTES %d %" G_GUINT64_FORMAT "\n", i, nb_vnc_client_bytes_received(c[i]) - base[i]);
+  g_free(base);
+  bool same = true;
+  for (int i = 1; i < clients && same; i++)
+    same = same_picture(c, i, true);
+  if (same)
+    printf("SAME-PICTURES\n");
+  if (save && !save_rgb(c[0], save))
+    return 1;
+  return stopped && same ? 0 : 1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -383,7 +469,8 @@ main(int argc, char **argv)
   const char *scancode_keys = NULL, *expect_leds = NULL;
   char **patterns = NULL, **texts = NULL;
   const char *save = NULL;
-  int clients = 1, timeout = 60;
+  int clients = 1, timeout = 60, copyrect_clients = 0;
+  const char *stop_file = NULL;
   GOptionEntry entries[] = {
     { "password-file", 0, 0, G_OPTION_ARG_FILENAME, &password_file, "Password", "FILE" },
     { "clients", 0, 0, G_OPTION_ARG_INT, &clients, "Clients at once", "N" },
@@ -396,6 +483,8 @@ main(int argc, char **argv)
     { "scancode-keys", 0, 0, G_OPTION_ARG_STRING, &scancode_keys, "QEMU extended key events", "QNUM/SYM,..." },
     { "expect-leds", 0, 0, G_OPTION_ARG_STRING, &expect_leds, "LED states to wait for", "N,..." },
     { "sequence", 0, 0, G_OPTION_ARG_STRING, &sequence, "Clients one after another", "shared|exclusive,..." },
+    { "copyrect-clients", 0, 0, G_OPTION_ARG_INT, &copyrect_clients, "Clients that take CopyRect", "N" },
+    { "watch", 0, 0, G_OPTION_ARG_FILENAME, &stop_file, "Follow the screen until FILE exists", "FILE" },
     G_OPTION_ENTRY_NULL,
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new("HOST:PORT");
@@ -433,7 +522,9 @@ main(int argc, char **argv)
     c[i]->serverPort = port;
     c[i]->GetPassword = get_password;
     c[i]->appData.shareDesktop = TRUE;
-    c[i]->appData.encodingsString = g_getenv("NB_VNC_ENCODINGS") ? g_getenv("NB_VNC_ENCODINGS") : "tight zrle hextile raw";
+    c[i]->appData.encodingsString = g_getenv("NB_VNC_ENCODINGS") ? g_getenv("NB_VNC_ENCODINGS")
+                                    : i < copyrect_clients ? "copyrect tight zrle hextile raw"
+                                    : "tight zrle hextile raw";
     c[i]->canHandleNewFBSize = TRUE;
     /* Exact pixels: Tight without its lossy JPEG mode. */
     c[i]->appData.enableJPEG = FALSE;
@@ -446,6 +537,8 @@ main(int argc, char **argv)
     }
   }
   printf("CONNECTED %d\n", clients);
+  if (stop_file)
+    return watch(c, clients, stop_file, timeout, save);
 
   for (char **p = patterns; p && *p; p++) {
     unsigned w = 0, h = 0;

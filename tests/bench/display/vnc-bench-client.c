@@ -5,6 +5,8 @@
  *
  *   vnc-bench-client HOST:PORT --encoding tight|zrle|raw
  *
+ * (and CopyRect, which a server may use for moved content, with any of
+ * them, as viewers ask for it)
  * After every complete framebuffer update it reads the frame stamp the
  * guest's workload (guest-vncload.c) draws in the bottom bar: 72 blocks of
  * 8x8 pixels from x = 8 at y = height - 12, one bit each (64 bits: frame
@@ -21,16 +23,16 @@
  * Tight is asked for without JPEG (lossless), at libvncclient's default
  * compression level 3. Exit status: 0 done, 1 the connection failed or
  * ended, 2 usage. */
+#include "vnc-client-bytes.h"
+
 #include <rfb/rfbclient.h>
 
-#include <linux/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -139,17 +141,6 @@ on_update_done(rfbClient *c)
   shown[n_shown++] = (Shown){ frame, guest_us, t };
 }
 
-static uint64_t
-bytes_received(rfbClient *c)
-{
-  struct tcp_info info;
-  socklen_t len = sizeof info;
-  memset(&info, 0, sizeof info);
-  if (getsockopt(c->sock, IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
-    return 0;
-  return info.tcpi_bytes_received;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -173,7 +164,11 @@ main(int argc, char **argv)
   c->serverHost = host;
   c->serverPort = atoi(colon + 1);
   c->appData.shareDesktop = TRUE;
-  c->appData.encodingsString = argv[3];
+  /* CopyRect too, as every viewer asks for it (TigerVNC, noVNC, gtk-vnc,
+   * Remmina): a server may send moved content as a copy. */
+  static char encodings[64];
+  snprintf(encodings, sizeof encodings, "copyrect %s", argv[3]);
+  c->appData.encodingsString = encodings;
   c->appData.enableJPEG = FALSE;
   c->canHandleNewFBSize = TRUE;
   c->GotFrameBufferUpdate = on_rect;
@@ -218,13 +213,13 @@ main(int argc, char **argv)
         measuring = true;
         updates = rects = 0;
         n_shown = 0;
-        start_bytes = bytes_received(c);
+        start_bytes = nb_vnc_client_bytes_received(c);
         start_ns = now_ns();
         printf("STARTED\n");
       } else if (strcmp(cmd, "stop") == 0) {
         double secs = (double)(now_ns() - start_ns) / 1e9;
         printf("RESULT bytes=%llu updates=%lu rects=%lu frames=%zu seconds=%.3f\n",
-               (unsigned long long)(bytes_received(c) - start_bytes), updates, rects, n_shown,
+               (unsigned long long)(nb_vnc_client_bytes_received(c) - start_bytes), updates, rects, n_shown,
                secs);
         for (size_t i = 0; i < n_shown; i++)
           printf("FRAME %u %llu %llu\n", shown[i].frame, (unsigned long long)shown[i].guest_us,
