@@ -345,8 +345,19 @@ nb_vcpu_run(NbVcpu *vcpu, char **detail)
      * the vCPU was, because a guest that resets itself silently is hard to
      * tell from one that asked for a reboot. */
     if (detail) {
-      g_autofree char *state = nb_vcpu_describe_state(vcpu);
-      *detail = g_strdup_printf("a triple fault (%s)", state);
+      /* On AMD hosts KVM resets the vCPU itself on a shutdown intercept
+       * (the VMCB is undefined after one): its registers are then the
+       * reset vector's, which says nothing about where the guest was. */
+      struct kvm_regs regs;
+      struct kvm_sregs sregs;
+      bool reset = ioctl(vcpu->fd, KVM_GET_REGS, &regs) == 0 &&
+                   ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) == 0 && regs.rip == 0xfff0 &&
+                   sregs.cs.selector == 0xf000;
+      g_autofree char *state = reset ? NULL : nb_vcpu_describe_state(vcpu);
+      *detail = reset ? g_strdup_printf("a triple fault on vCPU %u (KVM reset its registers "
+                                        "already, as it does on AMD processors: where the "
+                                        "guest was is lost)", vcpu->index)
+                      : g_strdup_printf("a triple fault (%s)", state);
     }
     return NB_VCPU_EVENT_RESET;
   case KVM_EXIT_SYSTEM_EVENT:
