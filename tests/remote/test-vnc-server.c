@@ -341,9 +341,10 @@ test_fast_refresh(void)
   g_assert_cmpint(run_client(&f, "--watch", sc.stop_file, "--timeout", "30", NULL), ==, 0);
   g_test_message("refreshes in %u ms: %u while changing, %u while still", PHASE_MS, sc.changing,
                  sc.still);
-  /* At 30 ms there would be at most PHASE_MS / 30 + 1 = 21; at 10 ms, about 55
-   * (fewer on a loaded machine, whose timers run late). */
-  g_assert_cmpuint(sc.changing, >, 2 * (PHASE_MS / NB_VNC_REFRESH_MS));
+  /* At 30 ms there would be at most PHASE_MS / 30 + 1 = 21; at 10 ms about 60,
+   * and 43 to 57 with two busy loops on this 2-core machine (late timers):
+   * more than 30 tells the two apart with room. */
+  g_assert_cmpuint(sc.changing, >, 3 * (PHASE_MS / NB_VNC_REFRESH_MS) / 2);
   g_assert_cmpuint(sc.still, <=, PHASE_MS / NB_VNC_REFRESH_MS + 2);
   unlink(sc.stop_file);
   g_free(sc.stop_file);
