@@ -168,26 +168,6 @@ client_wait(Client *c, const char *word, char *line, size_t size, int timeout_ms
   return false;
 }
 
-static bool
-client_start(Client *c, const char *encoding)
-{
-  char address[32];
-  snprintf(address, sizeof address, "127.0.0.1:%d", NB_VNC_BASE_PORT + opt_display);
-  char *argv[] = { opt_client, address, (char *)"--encoding", (char *)encoding, NULL };
-  g_autoptr(GError) error = NULL;
-  *c = (Client){ 0 };
-  if (!g_spawn_async_with_pipes(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &c->pid,
-                                &c->in, &c->out, NULL, &error)) {
-    fprintf(stderr, "bench-vnc-delay: %s\n", error->message);
-    return false;
-  }
-  char line[256];
-  if (!client_wait(c, "READY", line, sizeof line, 10000))
-    return false;
-  (void)!write(c->in, "start\n", 6);
-  return client_wait(c, "STARTED", line, sizeof line, 10000);
-}
-
 static void
 client_end(Client *c)
 {
@@ -204,6 +184,27 @@ client_end(Client *c)
     g_usleep(10000);
   }
   g_spawn_close_pid(c->pid);
+}
+
+static bool
+client_start(Client *c, const char *encoding)
+{
+  char address[32];
+  snprintf(address, sizeof address, "127.0.0.1:%d", NB_VNC_BASE_PORT + opt_display);
+  char *argv[] = { opt_client, address, (char *)"--encoding", (char *)encoding, NULL };
+  g_autoptr(GError) error = NULL;
+  *c = (Client){ 0 };
+  if (!g_spawn_async_with_pipes(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &c->pid,
+                                &c->in, &c->out, NULL, &error)) {
+    fprintf(stderr, "bench-vnc-delay: %s\n", error->message);
+    return false;
+  }
+  char line[256];
+  if (client_wait(c, "READY", line, sizeof line, 10000) && write(c->in, "start\n", 6) == 6 &&
+      client_wait(c, "STARTED", line, sizeof line, 10000))
+    return true;
+  client_end(c);
+  return false;
 }
 
 /* This process's CPU time less this (the writer's) thread's, in ns. */
