@@ -32,6 +32,8 @@ struct NbVncServer {
   NbFramebuffer *fb;
   guint listener_id;
   guint timer_id;
+  unsigned period_ms;          /* the timer's: NB_VNC_REFRESH_MS or NB_VNC_FAST_REFRESH_MS */
+  gint64 last_damage;          /* when a refresh last found a change (monotonic, us) */
   uint32_t *pixels;            /* what clients are sent: XRGB8888 */
   GPtrArray *retired;          /* earlier, smaller pixel buffers */
   size_t pixels_max;           /* pixels it holds */
@@ -501,19 +503,42 @@ on_before_update(rfbClientPtr cl)
   g_mutex_unlock(&s->fresh_lock);
 }
 
+static gboolean on_refresh(gpointer data);
+
+/* While the screen is changing, it is looked at more often: a change waits
+ * for the next look, up to a whole period (30 ms, QEMU's rate too, is most
+ * of the delay a client sees). A still screen, or one nobody watches, goes
+ * back to the slow period, so the dirty log is read (and the guest's video
+ * memory write-protected) faster only while something moves. Returns what
+ * the running timer's callback returns. */
+static gboolean
+keep_period(NbVncServer *s, gint64 now)
+{
+  unsigned period = s->last_damage && now - s->last_damage < NB_VNC_FAST_HOLD_MS * G_TIME_SPAN_MILLISECOND
+                        ? NB_VNC_FAST_REFRESH_MS : NB_VNC_REFRESH_MS;
+  if (period == s->period_ms)
+    return G_SOURCE_CONTINUE;
+  s->period_ms = period;
+  s->timer_id = g_timeout_add(period, on_refresh, s);
+  return G_SOURCE_REMOVE;
+}
+
 static gboolean
 on_refresh(gpointer data)
 {
   NbVncServer *s = data;
+  gint64 now = g_get_monotonic_time();
   /* With no client, nothing is looked at: KVM's dirty log keeps every page
    * the guest writes meanwhile, so the first refresh once a client is there
    * finds it all; until then the guest takes no write faults on video
    * memory and nothing is compared. */
   if (nb_vnc_server_clients(s) == 0) {
     g_atomic_int_set(&s->stale, 1);
-    return G_SOURCE_CONTINUE;
+    s->last_damage = 0;
+    return keep_period(s, now);
   }
-  nb_framebuffer_refresh(s->fb);
+  if (nb_framebuffer_refresh(s->fb) > 0)
+    s->last_damage = now;
   nb_vnc_qemu_refresh(s->qemu, s->screen, s->input.leds ? s->input.leds(s->input_ctx) : 0);
   if (g_atomic_int_get(&s->stale)) {
     g_mutex_lock(&s->fresh_lock);
@@ -521,7 +546,7 @@ on_refresh(gpointer data)
     g_cond_broadcast(&s->fresh_cond);
     g_mutex_unlock(&s->fresh_lock);
   }
-  return G_SOURCE_CONTINUE;
+  return keep_period(s, now);
 }
 
 void
@@ -540,7 +565,9 @@ nb_vnc_server_attach(NbVncServer *s, NbFramebuffer *fb, const NbVncInput *input,
   }
   s->fb = fb;
   s->listener_id = nb_framebuffer_add_listener(fb, &fb_listener, s);
-  s->timer_id = g_timeout_add(NB_VNC_REFRESH_MS, on_refresh, s);
+  s->period_ms = NB_VNC_REFRESH_MS;
+  s->last_damage = 0;
+  s->timer_id = g_timeout_add(s->period_ms, on_refresh, s);
   g_mutex_lock(&s->input_lock);
   s->input = *input;
   s->input_ctx = ctx;

@@ -29,8 +29,12 @@ typedef enum {
 } NbVncError;
 
 #define NB_VNC_MAX_CLIENTS 32
-/* How often the framebuffer is looked at for changes. */
+/* How often the framebuffer is looked at for changes while clients are
+ * connected; and, while it is changing (a look in the last
+ * NB_VNC_FAST_HOLD_MS found a change), how often then. */
 #define NB_VNC_REFRESH_MS 30
+#define NB_VNC_FAST_REFRESH_MS 10
+#define NB_VNC_FAST_HOLD_MS 250
 
 /* Where input from clients goes; both are called from client threads. */
 typedef struct {

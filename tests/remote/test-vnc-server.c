@@ -281,6 +281,76 @@ test_unwatched(void)
   teardown(&f);
 }
 
+/* While the screen changes, the server looks at it every
+ * NB_VNC_FAST_REFRESH_MS; once it is still, every NB_VNC_REFRESH_MS again.
+ * The guest changes a pixel every 20 ms for PHASE_MS, then stops; the
+ * dirty log reads (one per refresh) are counted in each phase. */
+#define PHASE_MS 600
+
+typedef struct {
+  Fixture *f;
+  unsigned logs;
+  int phase;             /* 0 the first picture, 1 changing, 2 the hold runs out, 3 still */
+  gint64 phase_end;
+  unsigned at_start;     /* logs when the phase began */
+  unsigned changing, still;
+  char *stop_file;
+  uint32_t v;
+} FastScene;
+
+static gboolean
+fast_step(gpointer data)
+{
+  FastScene *sc = data;
+  gint64 now = g_get_monotonic_time();
+  if (sc->phase == 0 && sc->phase_end == 0) {
+    if (nb_vnc_server_clients(sc->f->server) == 0)
+      return G_SOURCE_CONTINUE;
+    sc->phase_end = now + 500 * G_TIME_SPAN_MILLISECOND;
+  }
+  if (now >= sc->phase_end) {
+    static const unsigned ms[] = { PHASE_MS, NB_VNC_FAST_HOLD_MS + 100, PHASE_MS };
+    if (sc->phase == 1)
+      sc->changing = sc->logs - sc->at_start;
+    if (sc->phase == 3) {
+      sc->still = sc->logs - sc->at_start;
+      g_assert_true(g_file_set_contents(sc->stop_file, "", 0, NULL));
+      return G_SOURCE_REMOVE;
+    }
+    sc->at_start = sc->logs;
+    sc->phase_end = now + ms[sc->phase] * G_TIME_SPAN_MILLISECOND;
+    sc->phase++;
+  }
+  if (sc->phase == 1) {
+    sc->v ^= 0xffffff;
+    memcpy(nb_framebuffer_data(sc->f->fb) + 4096, &sc->v, 4);
+  }
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+test_fast_refresh(void)
+{
+  Fixture f;
+  setup(&f, NULL, false);
+  FastScene sc = { .f = &f };
+  nb_framebuffer_set_dirty_log(f.fb, count_dirty_log, &sc.logs);
+  g_autofree char *dir = g_path_get_dirname(f.password_file);
+  sc.stop_file = g_build_filename(dir, "stop", NULL);
+  g_timeout_add(20, fast_step, &sc);
+  g_assert_cmpint(run_client(&f, "--watch", sc.stop_file, "--timeout", "30", NULL), ==, 0);
+  g_test_message("refreshes in %u ms: %u while changing, %u while still", PHASE_MS, sc.changing,
+                 sc.still);
+  /* At 30 ms there would be at most PHASE_MS / 30 + 1 = 21; at 10 ms about 60,
+   * and 43 to 57 with two busy loops on this 2-core machine (late timers):
+   * more than 30 tells the two apart with room. */
+  g_assert_cmpuint(sc.changing, >, 3 * (PHASE_MS / NB_VNC_REFRESH_MS) / 2);
+  g_assert_cmpuint(sc.still, <=, PHASE_MS / NB_VNC_REFRESH_MS + 2);
+  unlink(sc.stop_file);
+  g_free(sc.stop_file);
+  teardown(&f);
+}
+
 static void
 test_resize(void)
 {
@@ -813,6 +883,7 @@ main(int argc, char **argv)
   g_test_add_func("/vnc-server/pixels-and-password", test_pixels_and_password);
   g_test_add_func("/vnc-server/resize", test_resize);
   g_test_add_func("/vnc-server/unwatched", test_unwatched);
+  g_test_add_func("/vnc-server/fast-refresh", test_fast_refresh);
   g_test_add_func("/vnc-server/keys-us", test_keys_us);
   g_test_add_func("/vnc-server/keys-de", test_keys_de);
   g_test_add_func("/vnc-server/keys-fr", test_keys_fr);

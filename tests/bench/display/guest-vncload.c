@@ -29,7 +29,11 @@
  * damages and copies exactly those rows to video memory at once, without
  * the 50 ms deferred-I/O delay of a mapping), then the stamp's rows; the
  * stamp's time is taken after the frame was drawn off screen, just before
- * that first write. */
+ * that first write.
+ *
+ * The native delay benchmark (bench-vnc-delay.c) includes this file to draw
+ * the same frames with no guest: it defines VNCLOAD_NO_MAIN (no command loop
+ * or main) and VNCLOAD_PWRITE (its own write into the framebuffer). */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fb.h>
@@ -50,6 +54,10 @@
 #define BAR_HEIGHT 16
 #define WIN_W 480
 #define WIN_H 320
+
+#ifndef VNCLOAD_PWRITE
+#define VNCLOAD_PWRITE pwrite
+#endif
 
 static int fb_fd, tty_fd;
 static unsigned width, height, line_pixels;   /* line_pixels: stride in pixels */
@@ -175,7 +183,7 @@ write_rows(unsigned y0, unsigned y1)
   off_t off = (off_t)(y0 * line);
   const uint8_t *p = (const uint8_t *)frame + off;
   while (len > 0) {
-    ssize_t n = pwrite(fb_fd, p, len, off);
+    ssize_t n = VNCLOAD_PWRITE(fb_fd, p, len, off);
     if (n <= 0) {
       say("GUEST-VNCLOAD-ERROR write /dev/fb0: %s\n", strerror(errno));
       exit(1);
@@ -353,6 +361,8 @@ run(const Workload *w, unsigned seconds, unsigned fps)
   free(write_ns);
 }
 
+#ifndef VNCLOAD_NO_MAIN
+
 /* Command loop ---------------------------------------------------------- */
 
 static void
@@ -461,3 +471,5 @@ main(int argc, char **argv)
     }
   }
 }
+
+#endif /* VNCLOAD_NO_MAIN */
