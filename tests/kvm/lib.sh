@@ -73,7 +73,10 @@ nb_boot() {
   local name=$1 limit=$2 initrd=$3
   shift 3
   NB_LOG="$NB_WORK/$name.log"
-  timeout -k 5 "$limit" "$NESTBOX_VM" --kernel "$NESTBOX_GUEST_DIR/vmlinuz" --initrd "$initrd" \
+  # A boot that times out shows where each vCPU was (NESTBOX_DEBUG_VCPU:
+  # registers on stderr at exit); 30 s after SIGTERM for that, as stopping
+  # many vCPUs in the emulated sandbox takes a while.
+  NESTBOX_DEBUG_VCPU=1 timeout -k 30 "$limit" "$NESTBOX_VM" --kernel "$NESTBOX_GUEST_DIR/vmlinuz" --initrd "$initrd" \
     --append "${NB_APPEND:-console=ttyS0} nestbox.modules=${NB_MODULES:-none} panic=-1 quiet" \
     --serial "file:$NB_LOG" "$@" \
     > "$NB_WORK/$name.stderr" 2>&1
