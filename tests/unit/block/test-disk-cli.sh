@@ -91,15 +91,21 @@ expect 1 "convert refuses existing destination" -- "$ctl" disk convert src.vdi f
 expect 2 "convert to vdi refused" -- "$ctl" disk convert -O vdi src.raw x.vdi
 
 # Locking: a disk open for writing elsewhere is refused with a clear message.
-# qemu-io has been seen, rarely, not to take the lock at all; start it again
-# then (up to three times), keeping what it said.
+# qemu-io takes its lock bytes in steps while it opens the image, so wait
+# until the kernel's lock table (/proc/locks) shows it holding byte 101
+# ("I use the write permission"), the one a writer has to see. qemu-io has
+# been seen, rarely, not to take the lock at all; start it again then (up
+# to three times), keeping what it said.
+holds_write_lock() { # file
+  awk -v ino=":$(stat -c %i "$1")" '$2 == "OFDLCK" && substr($6, length($6) - length(ino) + 1) == ino &&
+    $7 <= 101 && $8 >= 101 { found = 1 } END { exit !found }' /proc/locks
+}
 for attempt in 1 2 3; do
   env -u MALLOC_PERTURB_ qemu-io -c 'sleep 600000' top.qcow2 >qemu-io.log 2>&1 &
   qpid=$!
-  # Wait until qemu holds the image: qemu-img refuses it because of the lock.
   locked=no
   for _ in $(seq 100); do
-    if qemu-img info top.qcow2 2>&1 | grep -qi "lock"; then locked=yes; break; fi
+    if holds_write_lock top.qcow2; then locked=yes; break; fi
     sleep 0.1
   done
   [ $locked = yes ] && break
@@ -107,7 +113,14 @@ for attempt in 1 2 3; do
   kill $qpid 2>/dev/null || true
   wait $qpid 2>/dev/null
 done
+before=$fails
 expect 1 "locked by qemu" -- "$ctl" disk resize top.qcow2 +1G
+if [ $fails -ne $before ]; then
+  # What a refusal that did not happen needs explained: was qemu-io still
+  # there, and which lock bytes did it hold?
+  echo "# qemu-io $(kill -0 $qpid 2>/dev/null && echo running || echo gone); lock table for top.qcow2:"
+  grep ":$(stat -c %i top.qcow2) " /proc/locks | sed 's/^/#   /'
+fi
 check "lock message names the file" grep -q "top.qcow2 is in use" err.txt
 expect 0 "info --no-lock while in use" -- "$ctl" disk info --no-lock top.qcow2
 kill $qpid 2>/dev/null || true
