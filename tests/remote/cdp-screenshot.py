@@ -28,6 +28,13 @@ CANVAS_STATE = """(() => {
   return c.width + 'x' + c.height + ' ' + (d[0] + d[1] + d[2] > 0 ? 'drawn' : 'blank');
 })()"""
 
+# The page's own status line (noVNC's vnc_lite.html: Loading, Connecting,
+# Connected to ..., Disconnected), or the document's state before it has one.
+PAGE_STATUS = """(() => {
+  const s = document.getElementById('status');
+  return s ? s.textContent : 'document ' + document.readyState;
+})()"""
+
 
 class Chromium:
     def __init__(self, size, profile):
@@ -101,16 +108,27 @@ def main():
                       session=session)
         chromium.call('Page.enable', session=session)
         chromium.call('Page.navigate', {'url': url}, session=session)
-        deadline = time.monotonic() + float(seconds)
+        start = time.monotonic()
+        deadline = start + float(seconds)
         state = ''
+        # How far the page got, and when: what a canvas that never came
+        # needs explained (a page still loading, a connection refused...).
+        progress = []
         while time.monotonic() < deadline:
             state = chromium.call('Runtime.evaluate',
                                   {'expression': CANVAS_STATE, 'returnByValue': True},
                                   session=session)['result'].get('value', '')
+            page = chromium.call('Runtime.evaluate',
+                                 {'expression': PAGE_STATUS, 'returnByValue': True},
+                                 session=session)['result'].get('value', '')
+            seen = f'{page} / canvas {state}'
+            if not progress or progress[-1][1] != seen:
+                progress.append((time.monotonic() - start, seen))
             if state == canvas + ' drawn':
                 time.sleep(1)
                 break
             time.sleep(0.5)
+        print('page: ' + '; '.join(f'{t:.0f} s {what}' for t, what in progress))
         shot = chromium.call('Page.captureScreenshot', {'format': 'png'}, session=session)
         with open(out, 'wb') as f:
             f.write(base64.b64decode(shot['data']))
