@@ -83,6 +83,32 @@ nb_boot() {
   NB_STATUS=$?
 }
 
+# nb_wait_stall PID LOG SECONDS: waits for the nestbox-vm PID; if its console
+# LOG stops growing for SECONDS first, prints every thread's stack (gdb) and
+# stops it. Sets NB_STATUS to its exit status, or to 124 after a stall: what
+# a guest that hangs needs explained, without waiting out the whole timeout.
+nb_wait_stall() {
+  local pid=$1 log=$2 limit=$3 size last=-1 same=0
+  while kill -0 "$pid" 2>/dev/null; do
+    size=$(stat -c %s "$log" 2>/dev/null || echo 0)
+    if [ "$size" = "$last" ]; then same=$((same + 1)); else same=0; last=$size; fi
+    if [ $same -ge $((limit * 2)) ]; then
+      echo "STALL: no console output for $limit s; nestbox-vm's threads:"
+      local vm
+      vm=$(pgrep -n -P "$pid" -x nestbox-vm || echo "$pid")
+      command -v gdb >/dev/null &&
+        timeout 90 gdb -p "$vm" -batch -ex 'thread apply all bt' 2>&1 | grep -E '^(Thread|#)' | head -120 | sed 's/^/    | /'
+      kill "$pid" 2>/dev/null
+      wait "$pid" 2>/dev/null
+      NB_STATUS=124
+      return
+    fi
+    sleep 0.5
+  done
+  wait "$pid"
+  NB_STATUS=$?
+}
+
 # nb_expect NAME PATTERN: the log has a line matching the extended regex.
 nb_expect() {
   local what=$1 pattern=$2
