@@ -32,5 +32,9 @@ fi
 for lib in $libs; do
   cp -L "$lib" "$tmp/fio/lib/"
 done
-{ cat "$base"; (cd "$tmp" && find . | cpio -o -H newc --quiet); } > "$out.tmp"
+# Linux takes an uncompressed cpio only at a 4-byte aligned offset of the
+# initrd (it skips NUL bytes between archives): pad the base up to one, or
+# the fio part is "invalid magic at start of compressed archive".
+pad=$(( (4 - $(stat -c %s "$base") % 4) % 4 ))
+{ cat "$base"; head -c "$pad" /dev/zero; (cd "$tmp" && find . | cpio -o -H newc --quiet); } > "$out.tmp"
 mv "$out.tmp" "$out"
