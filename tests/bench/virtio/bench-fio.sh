@@ -50,7 +50,15 @@ kernel=$guest/vmlinuz
 # guest print its requests in flight every 5 s (fio.watch) and, when a job
 # makes no progress for RUNTIME + 60 s, prints every nestbox-vm thread's
 # stack (gdb) before stopping it: what a hang needs to be explained.
+# NB_FIO_VMMS is a list of VMMs, "nestbox" and "qemu"; each boot starts one
+# place further along it, so no VMM always runs first. For experiments, an
+# entry nestbox:VAR=VAL[:VAR=VAL...] runs nestbox-vm with those variables in
+# its environment, as a VMM of its own in the table.
+# NB_FIO_STATS=1 also reports, per 1000 requests of each job, the KVM exits
+# and interrupt injections the sandbox's KVM counted (debugfs), the VMM's
+# CPU time and context switches, and the interrupts the guest's queue took.
 vmms=${NB_FIO_VMMS:-nestbox qemu}
+stats=${NB_FIO_STATS:-}
 fio_jobs=${NB_FIO_JOBS:-}
 debug=${NB_FIO_DEBUG:-}
 append="console=ttyS0 panic=-1 nestbox.modules=virtio_blk fio.rounds=$rounds fio.runtime=$runtime"
@@ -80,8 +88,69 @@ stall_watch() { # pid log
   done
 }
 
+# KVM's counters, summed over the VMs alive now, then the VMM's CPU time
+# (clock ticks) and its threads' context switches.
+stats_snapshot() { # pid
+  local f out=""
+  for f in exits mmio_exits io_exits irq_injections halt_exits halt_wakeup; do
+    out+=" $(cat /sys/kernel/debug/kvm/$f 2>/dev/null || echo 0)"
+  done
+  local cpu ctx=0 t
+  cpu=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0)
+  for t in /proc/"$1"/task/*/status; do
+    ctx=$((ctx + $(awk '/ctxt_switches/ { n += $2 } END { print n + 0 }' "$t" 2>/dev/null || echo 0)))
+  done
+  echo "$out $cpu $ctx"
+}
+
+# With NB_FIO_STATS: a snapshot each time the console LOG gains a FIO-START
+# or FIO-RESULT line, written to OUT as "LINE-NUMBER COUNTERS...".
+stats_watch() { # pid log out
+  local seen=0 now
+  while kill -0 "$1" 2>/dev/null; do
+    now=$(grep -a -c -E '^FIO-(START|RESULT)' "$2" 2>/dev/null)
+    if [ "${now:-0}" -gt $seen ]; then
+      # One reading for every line that appeared: a job's FIO-RESULT and the
+      # next job's FIO-START often come in the same tenth of a second.
+      local snap
+      snap=$(stats_snapshot "$1")
+      while [ $seen -lt "$now" ]; do seen=$((seen + 1)); echo "$seen $snap" >> "$3"; done
+    fi
+    sleep 0.1
+  done
+}
+
+# The VMM's process: the newest one of that name in this sandbox.
+vmm_pid() { # vmm
+  case $1 in qemu) pgrep -n -x qemu-system-x86 ;; *) pgrep -n -x nestbox-vm ;; esac
+}
+
 run_vmm() { # vmm log
-  case $1 in
+  if [ -n "$stats" ]; then
+    [ -d /sys/kernel/debug/kvm ] || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+    rm -f "$2.stats"
+    run_vmm_plain "$@" &
+    local runner=$! pid="" i
+    for i in $(seq 50); do pid=$(vmm_pid "$1") && break; sleep 0.1; done
+    [ -n "$pid" ] && stats_watch "$pid" "$2" "$2.stats" &
+    local watch=$!
+    wait $runner; local st=$?
+    kill $watch 2>/dev/null; wait $watch 2>/dev/null
+    return $st
+  fi
+  run_vmm_plain "$@"
+}
+
+run_vmm_plain() ( # vmm log
+  vmm=$1
+  case $vmm in
+    nestbox:*)
+      vars=${vmm#nestbox:}
+      IFS=: read -r -a assignments <<< "$vars"
+      for a in "${assignments[@]}"; do export "${a?}"; done
+      vmm=nestbox ;;
+  esac
+  case $vmm in
     nestbox)
       if [ -n "$debug" ]; then
         G_MESSAGES_DEBUG=all "$build/app/nestbox-vm" --kernel "$kernel" --initrd "$initrd" --append "$append" \
@@ -102,22 +171,47 @@ run_vmm() { # vmm log
         -drive "file=$img,if=none,id=vda,format=raw,cache=writeback,aio=threads" \
         -device virtio-blk-pci,drive=vda ;;
   esac
+)
+
+# With NB_FIO_STATS: adds each job's counters (snapshot at its FIO-RESULT
+# less the one at its FIO-START) and request count to stat_sums[VMM,JOB].
+collect_stats() { # vmm log
+  local k=0 kind job round iops prev="" snap line irqs
+  [ -f "$2.stats" ] || return
+  while read -r kind job round iops _; do
+    k=$((k + 1))
+    snap=$(awk -v k=$k '$1 == k { $1 = ""; print; exit }' "$2.stats")
+    if [ "$kind" = FIO-RESULT ] && [ -n "$prev" ] && [ -n "$snap" ]; then
+      irqs=$(grep -a "^FIO-IRQS $job $round " "$2" | tr -d '\r' | awk '{ print $4; exit }')
+      line=$(awk -v a="$prev" -v b="$snap" -v ios=$((iops * (runtime + 1))) -v irqs="${irqs:-0}" 'BEGIN {
+        n = split(a, x, " "); split(b, y, " ")
+        out = ios; for (i = 1; i <= n; i++) out = out " " (y[i] - x[i]); print out " " irqs }')
+      stat_sums[$1,$job]=$(awk -v a="${stat_sums[$1,$job]:-}" -v b="$line" 'BEGIN {
+        n = split(b, y, " "); split(a, x, " "); out = ""
+        for (i = 1; i <= n; i++) out = out (i > 1 ? " " : "") (x[i] + y[i]); print out }')
+    fi
+    prev=$snap
+  done < <(grep -a -E '^FIO-(START|RESULT)' "$2" | tr -d '\r')
 }
 
 # Consoles are kept in the build tree (the sandbox's /tmp goes with it).
 logs=$build/bench-fio/logs
 mkdir -p "$logs"
-rm -f "$logs"/*.log "$logs"/*.stderr
+rm -f "$logs"/*.log "$logs"/*.stderr "$logs"/*.stats
 jobs="randread randwrite seqread seqwrite"
+[ -n "$fio_jobs" ] && jobs=$(echo "$fio_jobs" | tr ',' ' ')
 declare -A results
-order=()
+read -r -a vmm_list <<< "$vmms"
+declare -A stat_sums
 for b in $(seq "$boots"); do
-  if [ $((b % 2)) = 1 ]; then order=(nestbox qemu); else order=(qemu nestbox); fi
+  order=()
+  for i in $(seq 0 $((${#vmm_list[@]} - 1))); do
+    order+=("${vmm_list[$(( (i + b - 1) % ${#vmm_list[@]} ))]}")
+  done
   for vmm in "${order[@]}"; do
-    case " $vmms " in *" $vmm "*) ;; *) continue ;; esac
-    log=$logs/$vmm-$b.log
+    log=$logs/${vmm//[:=]/_}-$b.log
     start=$(date +%s)
-    run_vmm $vmm "$log" > "$logs/$vmm-$b.stderr" 2>&1
+    run_vmm "$vmm" "$log" > "${log%.log}.stderr" 2>&1
     status=$?
     echo "boot $b $vmm: exit $status after $(( $(date +%s) - start )) s"
     grep -a '^FIO-VERSION' "$log" | head -1
@@ -128,8 +222,9 @@ for b in $(seq "$boots"); do
       echo "  $vmm ran $got of $((rounds * n_jobs)) jobs (exit $status); console in $log"
       echo "  its console ended with:"
       tail -n "$([ -n "$debug" ] && echo 60 || echo 15)" "$log" | sed 's/^/  | /'
-      grep -v -e "MMIO" "$logs/$vmm-$b.stderr" | tail -n 40 | sed 's/^/  ! /'
+      grep -v -e "MMIO" "${log%.log}.stderr" | tail -n 40 | sed 's/^/  ! /'
     fi
+    [ -n "$stats" ] && collect_stats "$vmm" "$log"
     while read -r _ job round iops kib; do
       echo "  $vmm $job round $round: $iops IOPS, $((kib / 1024)) MiB/s"
       results[$vmm,$job]+=" $iops:$kib"
@@ -142,17 +237,44 @@ median() { sort -n | awk '{ a[NR] = $1 } END { if (!NR) print 0; else if (NR % 2
 pick() { tr ' ' '\n' | grep . | cut -d: -f"$1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
+if [ -n "$stats" ]; then
+  echo
+  echo "Per 1000 requests (KVM's counters in the sandbox; CPU in ms; guest IRQs from /proc/interrupts):"
+  echo
+  echo "| job | VMM | exits | MMIO exits | I/O exits | IRQ injections | halts | wake-ups | VMM CPU ms | VMM context switches | guest queue IRQs |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  hz=$(getconf CLK_TCK)
+  for job in $jobs; do
+    for vmm in "${vmm_list[@]}"; do
+      [ -n "${stat_sums[$vmm,$job]:-}" ] || continue
+      echo "${stat_sums[$vmm,$job]}" | awk -v job="$job" -v vmm="$vmm" -v hz="$hz" '{
+        ios = $1; if (ios <= 0) next
+        printf "| %s | %s |", job, vmm
+        for (i = 2; i <= NF; i++) {
+          v = $i * 1000 / ios
+          if (i == 8) v = v * 1000 / hz
+          printf " %.0f |", v
+        }
+        printf "\n" }'
+    done
+  done
+fi
+
 echo
-echo "| fio job (median of $((boots * rounds)) runs of ${runtime} s) | measure | nestbox-vm | QEMU q35 virtio-blk-pci | nestbox/QEMU |"
-echo "|---|---|---|---|---|"
+echo "| fio job (median of $((boots * rounds)) runs of ${runtime} s) | measure | VMM | result | QEMU q35 virtio-blk-pci | VMM/QEMU |"
+echo "|---|---|---|---|---|---|"
 for job in $jobs; do
   case $job in
     rand*) field=1; unit=IOPS; desc="4 KiB $job, depth 32" ;;
     *) field=2; unit=MiB/s; desc="1 MiB $job, depth 4" ;;
   esac
-  n=$(echo "${results[nestbox,$job]:-}" | pick $field | median)
   q=$(echo "${results[qemu,$job]:-}" | pick $field | median)
-  r=$(ratio "$n" "$q")
-  if [ $field = 2 ]; then n=$((n / 1024)); q=$((q / 1024)); fi
-  echo "| $desc | $unit | $n | $q | $r |"
+  for vmm in "${vmm_list[@]}"; do
+    [ "$vmm" = qemu ] && continue
+    n=$(echo "${results[$vmm,$job]:-}" | pick $field | median)
+    r=$(ratio "$n" "$q")
+    qs=$q
+    if [ $field = 2 ]; then n=$((n / 1024)); qs=$((q / 1024)); fi
+    echo "| $desc | $unit | ${vmm/nestbox/nestbox-vm} | $n | $qs | $r |"
+  done
 done

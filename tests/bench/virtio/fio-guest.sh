@@ -4,7 +4,9 @@
 # seconds each, from the kernel command line (fio.rounds=, fio.runtime=).
 # Prints one line per job on the console:
 #   FIO-RESULT JOB ROUND IOPS KIB_PER_S
-# and FIO-FAILED JOB ROUND with fio's message when a job fails.
+# and FIO-FAILED JOB ROUND with fio's message when a job fails, then
+#   FIO-IRQS JOB ROUND N
+# the interrupts the disk's request queue took during the job.
 arg() { sed -n "s/.*$1=\([0-9]*\).*/\1/p" /proc/cmdline; }
 rounds=$(arg fio.rounds); rounds=${rounds:-2}
 runtime=$(arg fio.runtime); runtime=${runtime:-4}
@@ -22,6 +24,10 @@ if [ -n "$(arg fio.watch)" ]; then
         $(grep -E 'virtio.*(req|request|queues)' /proc/interrupts | awk '{ print $2 }')
     done ) &
 fi
+queue_irqs() {
+  awk '/virtio[0-9]*-req/ { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i }
+       END { print n + 0 }' /proc/interrupts
+}
 round=1
 while [ $round -le "$rounds" ]; do
   # name rw bs iodepth
@@ -31,6 +37,7 @@ while [ $round -le "$rounds" ]; do
     case ",${only:-$1}," in *",$1,"*) ;; *) continue ;; esac
     # Shows where a guest that dies mid-run got to.
     echo "FIO-START $1 $round"
+    irqs=$(queue_irqs)
     if out=$(fio --name="$1" --filename=/dev/vda --rw="$2" --bs="$3" --iodepth="$4" \
                --ioengine=libaio --direct=1 --size="$size" --norandommap --randrepeat=0 \
                --time_based --runtime="$runtime" --ramp_time=1 \
@@ -43,6 +50,10 @@ while [ $round -le "$rounds" ]; do
       echo "FIO-FAILED $1 $round"
       echo "$out" | tail -5
     fi
+    echo "FIO-IRQS $1 $round $(($(queue_irqs) - irqs))"
   done
   round=$((round + 1))
 done
+# The host's NB_FIO_STATS watcher reads its counters when it sees the last
+# FIO-RESULT; the VM has to still be there then.
+sleep 1
