@@ -14,6 +14,13 @@
  * other and hands them back together, with one used->idx update and at most
  * one interrupt. */
 #define BATCH_MAX 8
+/* A pool thread that finishes while others still run a batch leaves the
+ * interrupt to the last of them, so that a burst costs the guest one
+ * interrupt, not one per thread (measured in tests/bench/virtio/RESULTS.md,
+ * run 5). A batch that runs long (a flush, a read from a slow disk) must not
+ * hold back requests already done: after this long, the deferred interrupt
+ * goes out anyway. */
+#define NOTIFY_DEFER_MAX_US 200
 
 /* Config space layout (spec 5.2.4), the fields we fill. */
 #define CFG_CAPACITY          0
@@ -44,6 +51,10 @@ struct NbVirtioBlk {
   unsigned threads;     /* 0: requests run on the worker itself */
   GThread *pool[MAX_THREADS];
   unsigned idle;        /* pool threads waiting for work */
+  unsigned running;     /* pool threads running a batch */
+  bool notify_owed;     /* completions pushed, their interrupt deferred */
+  gint64 owed_since;    /* monotonic time notify_owed was set */
+  bool owed_watched;    /* an idle pool thread waits to send it in time */
   bool stopping;
   /* Requests the worker took and no pool thread has yet: a ring as long as
    * the virtqueue, which bounds how many can be taken at once. */
@@ -217,8 +228,19 @@ nb_virtio_blk_process(NbVirtioBlk *blk, const NbVirtqElement *elem)
 
 /* Queue handling ------------------------------------------------------------ */
 
+/* With the lock held: the interrupt for what has been pushed, if the driver
+ * asked for one. */
+static void
+notify_locked(NbVirtioBlk *blk)
+{
+  blk->notify_owed = false;
+  if (nb_virtqueue_should_notify(nb_virtio_pci_queue(blk->vp, 0)))
+    nb_virtio_pci_notify_queue(blk->vp, 0);
+}
+
 /* With the lock held: hands n finished requests back to the driver in one
- * used->idx update, then interrupts once if the driver asked for it. */
+ * used->idx update, then interrupts once if the driver asked for it, unless
+ * another pool thread still runs a batch and will do so when it finishes. */
 static void
 complete_locked(NbVirtioBlk *blk, NbVirtqElement **elems, const uint32_t *lens, unsigned n)
 {
@@ -227,8 +249,17 @@ complete_locked(NbVirtioBlk *blk, NbVirtqElement **elems, const uint32_t *lens, 
   for (unsigned i = 0; i < n; i++)
     heads[i] = elems[i]->head;
   nb_virtqueue_push_batch(vq, heads, lens, n);
-  if (nb_virtqueue_should_notify(vq))
-    nb_virtio_pci_notify_queue(blk->vp, 0);
+  if (blk->running > 0) {
+    gint64 now = g_get_monotonic_time();
+    if (!blk->notify_owed) {
+      blk->notify_owed = true;
+      blk->owed_since = now;
+    } else if (now - blk->owed_since >= NOTIFY_DEFER_MAX_US) {
+      notify_locked(blk);
+    }
+  } else {
+    notify_locked(blk);
+  }
   blk->in_flight -= n;
   if (blk->in_flight == 0)
     g_cond_broadcast(&blk->drained);
@@ -246,7 +277,18 @@ pool_main(gpointer data)
       if (blk->stopping)
         break;
       blk->idle++;
-      g_cond_wait(&blk->work, &blk->lock);
+      if (blk->notify_owed && !blk->owed_watched) {
+        /* The threads still running owe the guest an interrupt; one idle
+         * thread sees that it does not wait past NOTIFY_DEFER_MAX_US. */
+        blk->owed_watched = true;
+        gint64 deadline = blk->owed_since + NOTIFY_DEFER_MAX_US;
+        if (!g_cond_wait_until(&blk->work, &blk->lock, deadline) && blk->notify_owed &&
+            g_get_monotonic_time() >= blk->owed_since + NOTIFY_DEFER_MAX_US)
+          notify_locked(blk);
+        blk->owed_watched = false;
+      } else {
+        g_cond_wait(&blk->work, &blk->lock);
+      }
       blk->idle--;
       continue;
     }
@@ -263,10 +305,12 @@ pool_main(gpointer data)
       blk->pending_head = (blk->pending_head + 1) % NB_VIRTIO_BLK_QUEUE_SIZE;
     }
     blk->pending_count -= n;
+    blk->running++;
     g_mutex_unlock(&blk->lock);
     for (unsigned i = 0; i < n; i++)
       lens[i] = nb_virtio_blk_process(blk, batch[i]);
     g_mutex_lock(&blk->lock);
+    blk->running--;
     complete_locked(blk, batch, lens, n);
     g_mutex_unlock(&blk->lock);
     for (unsigned i = 0; i < n; i++)
