@@ -210,11 +210,14 @@ EOF
     nb_fail "grub-mkrescue (installer) failed: $(cat "$NB_WORK/mkrescue-di.log")"
   rm -rf "$NB_WORK/di"
   start=$(date +%s)
-  nb_vnc_boot di 560 --cdrom "$NB_WORK/di.iso" --memory 1G
+  # Unpacking the installer's initrd is CPU work that the sandbox's emulation
+  # makes slow and uneven: 335 s to the dialog in one CI run on a 2-core
+  # machine, more than 440 s in two others on the same machine.
+  nb_vnc_boot di 900 --cdrom "$NB_WORK/di.iso" --memory 1G
   nb_screen di-menu 240 --text "$DI_ENTRY" --keys 0xff0d
   status=$?
   nb_expect_screen "the installer ISO's boot menu is on the screen" $status di-menu di
-  nb_screen di 420 --text "$DI_LANGUAGE" --save "$NB_WORK/di.rgb"
+  nb_screen di 720 --text "$DI_LANGUAGE" --save "$NB_WORK/di.rgb"
   status=$?
   took=$(( $(date +%s) - start ))
   nb_expect_screen "the installer's first dialog, \"[!!] Select a language\", is on the screen ($took s)" \
