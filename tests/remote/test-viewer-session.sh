@@ -29,6 +29,8 @@ NB_X11_DIR=$work
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+  sleep 0.5
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null; done
   wait 2>/dev/null
   rm -rf "$work"
 }
@@ -106,6 +108,17 @@ start_x11vnc() {
   x11vnc_pid=$!
   pids+=($x11vnc_pid)
   wait_for 30 grep -q "^PORT=$port" "$work/x11vnc.log" || die "x11vnc did not start on port $port"
+}
+
+# x11vnc's SIGTERM handler talks to the X server, and it has been seen to hang
+# there for good (CI ran out of time in a plain `wait`): give it 10 s, then KILL.
+stop_x11vnc() {
+  kill $x11vnc_pid 2>/dev/null
+  if ! wait_for 10 sh -c "! kill -0 $x11vnc_pid 2>/dev/null"; then
+    echo "note: x11vnc ignored SIGTERM for 10 s; killing it"
+    kill -KILL $x11vnc_pid 2>/dev/null
+  fi
+  wait $x11vnc_pid 2>/dev/null
 }
 
 # --- the server side: a 640x480 screen of a known colour, xev in a corner ---------
@@ -237,8 +250,7 @@ else
 fi
 
 # --- the server goes away: a visible reconnecting state, then back by itself --------
-kill $x11vnc_pid
-wait $x11vnc_pid 2>/dev/null
+stop_x11vnc
 geometry "$win"
 if wait_for 15 grep -q "lost the connection to $address" "$work/viewer.log" &&
    wait_for 5 sh -c "DISPLAY=$view xdotool getwindowname $win | grep -q reconnecting"; then
@@ -294,8 +306,7 @@ newpass_pid=$!
 pids+=($newpass_pid)
 wait_for 30 has_window || fail "no window for the new-password viewer"
 sleep 1
-kill $x11vnc_pid
-wait $x11vnc_pid 2>/dev/null
+stop_x11vnc
 x11vnc -storepasswd other "$work/passwd" >/dev/null 2>&1
 start_x11vnc
 if wait_for 40 sh -c "! kill -0 $newpass_pid 2>/dev/null"; then
@@ -310,8 +321,7 @@ else
   fail "the viewer kept running after its password was refused: $(tail -2 "$work/viewer-newpass.log")"
 fi
 x11vnc -storepasswd secret "$work/passwd" >/dev/null 2>&1
-kill $x11vnc_pid
-wait $x11vnc_pid 2>/dev/null
+stop_x11vnc
 start_x11vnc
 
 # --- the password typed on a terminal, not echoed ---------------------------------------
