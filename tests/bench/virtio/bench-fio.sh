@@ -28,21 +28,41 @@ build=$(cd "$build" && pwd)
 guest=${NESTBOX_GUEST_DIR:-$build/guest}
 initrd=$build/bench-fio/fio.cpio
 
-if [ -z "${NESTBOX_IN_SANDBOX:-}" ]; then
+if [ -z "${NESTBOX_IN_SANDBOX:-}" ] && [ "${NB_FIO_BOOTS:-}" != report ]; then
   # Built here: copying 80 MiB into an archive is slow under emulation.
   mkdir -p "$build/bench-fio"
   "$here/make-fio-initrd.sh" "$guest/guest.cpio.gz" "$here/fio-guest.sh" "$initrd" || exit 1
   if ! grep -qwE 'vmx|svm' /proc/cpuinfo; then
-    cd "$build" && exec "$root/tests/sandbox/nb-sandbox" --memory 3G --timeout 1500 -- "$here/$(basename "$0")" "$@"
+    # The sandbox's own kernel has panicked, reset or locked up after a few
+    # VMs in one sandbox, more often the more VMs it ran: at most two VMs
+    # per sandbox, in as many sandboxes as the boots need (a sandbox that
+    # fails costs its boots only); then the report, here, from the consoles
+    # they left.
+    read -r -a vmm_list <<< "${NB_FIO_VMMS:-nestbox qemu}"
+    per=$((2 / ${#vmm_list[@]})); [ $per -ge 1 ] || per=1
+    first=1
+    while [ $first -le "$boots" ]; do
+      last=$((first + per - 1)); [ $last -le "$boots" ] || last=$boots
+      (cd "$build" && NB_FIO_BOOTS="$first $last" "$root/tests/sandbox/nb-sandbox" --memory 3G \
+         --timeout 1500 -- "$here/$(basename "$0")" "$@") ||
+        echo "bench-fio: the sandbox for boots $first to $last failed; those boots are missing"
+      first=$((last + 1))
+    done
+    NB_FIO_BOOTS=report exec "$here/$(basename "$0")" "$@"
   fi
 fi
+# NB_FIO_BOOTS="FIRST LAST" runs only those boots; "report" none, and
+# reports on the consoles earlier runs left.
+read -r first_boot last_boot <<< "${NB_FIO_BOOTS:-1 $boots}"
 
-command -v qemu-system-x86_64 >/dev/null || { echo "bench-fio: needs qemu-system-x86_64" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 img=$work/disk.raw
-# Written out in full, so that reads hit allocated pages, not holes.
-dd if=/dev/zero of="$img" bs=1M count=256 status=none
+if [ "$first_boot" != report ]; then
+  command -v qemu-system-x86_64 >/dev/null || { echo "bench-fio: needs qemu-system-x86_64" >&2; exit 1; }
+  # Written out in full, so that reads hit allocated pages, not holes.
+  dd if=/dev/zero of="$img" bs=1M count=256 status=none
+fi
 
 kernel=$guest/vmlinuz
 # NB_FIO_VMMS="nestbox" runs one VMM only; NB_FIO_JOBS=randwrite,seqwrite
@@ -57,6 +77,9 @@ kernel=$guest/vmlinuz
 # NB_FIO_STATS=1 also reports, per 1000 requests of each job, the KVM exits
 # and interrupt injections the sandbox's KVM counted (debugfs), the VMM's
 # CPU time and context switches, and the interrupts the guest's queue took.
+# NB_FIO_STATS=reasons adds the exits split by exit reason and the MSR
+# accesses by MSR (the sandbox kernel's kvm_exit and kvm_msr tracepoints,
+# counted by hist triggers): which exits one VMM makes the guest take more.
 vmms=${NB_FIO_VMMS:-nestbox qemu}
 stats=${NB_FIO_STATS:-}
 fio_jobs=${NB_FIO_JOBS:-}
@@ -95,11 +118,11 @@ stats_snapshot() { # pid
   for f in exits mmio_exits io_exits irq_injections halt_exits halt_wakeup; do
     out+=" $(cat /sys/kernel/debug/kvm/$f 2>/dev/null || echo 0)"
   done
-  local cpu ctx=0 t
+  local cpu ctx
   cpu=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0)
-  for t in /proc/"$1"/task/*/status; do
-    ctx=$((ctx + $(awk '/ctxt_switches/ { n += $2 } END { print n + 0 }' "$t" 2>/dev/null || echo 0)))
-  done
+  # One awk for all threads: under the sandbox's emulation each process
+  # started costs tens of milliseconds.
+  ctx=$(awk '/ctxt_switches/ { n += $2 } END { print n + 0 }' /proc/"$1"/task/*/status 2>/dev/null)
   echo "$out $cpu $ctx"
 }
 
@@ -112,12 +135,33 @@ stats_watch() { # pid log out
     if [ "${now:-0}" -gt $seen ]; then
       # One reading for every line that appeared: a job's FIO-RESULT and the
       # next job's FIO-START often come in the same tenth of a second.
-      local snap
+      local snap ev
       snap=$(stats_snapshot "$1")
-      while [ $seen -lt "$now" ]; do seen=$((seen + 1)); echo "$seen $snap" >> "$3"; done
+      [ "$stats" = reasons ] && for ev in $hist_events; do hist_read $ev > "$3.$ev"; done
+      while [ $seen -lt "$now" ]; do
+        seen=$((seen + 1)); echo "$seen $snap" >> "$3"
+        [ "$stats" = reasons ] && for ev in $hist_events; do cp "$3.$ev" "$3.$seen.$ev"; done
+      done
     fi
     sleep 0.1
   done
+}
+
+# With NB_FIO_STATS=reasons: hist triggers on kvm_exit (by exit reason) and
+# kvm_msr (by MSR and direction), set once; hist_read EVENT prints the
+# running counts as "KEY COUNT" lines, KEY like exit_reason=124.
+tracing=/sys/kernel/debug/tracing
+hist_events="kvm_exit kvm_msr"
+hist_setup() {
+  [ -d $tracing/events/kvm ] || { echo "bench-fio: no kvm tracepoints in $tracing" >&2; return 1; }
+  grep -q '^hist:' $tracing/events/kvm/kvm_exit/trigger 2>/dev/null && return 0
+  echo 'hist:keys=exit_reason:size=256' > $tracing/events/kvm/kvm_exit/trigger &&
+    echo 'hist:keys=ecx.hex,write:size=256' > $tracing/events/kvm/kvm_msr/trigger
+}
+hist_read() { # event
+  awk '/^\{/ { key = $0; sub(/^\{ */, "", key); sub(/ *\}.*/, "", key); gsub(/: */, "=", key)
+               gsub(/, */, ",", key); n = $0; sub(/.*hitcount: */, "", n); print key, n + 0 }' \
+    $tracing/events/kvm/$1/hist
 }
 
 # The VMM's process: the newest one of that name in this sandbox.
@@ -128,7 +172,8 @@ vmm_pid() { # vmm
 run_vmm() { # vmm log
   if [ -n "$stats" ]; then
     [ -d /sys/kernel/debug/kvm ] || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
-    rm -f "$2.stats"
+    [ "$stats" = reasons ] && { hist_setup || stats=1; }
+    rm -f "$2.stats"*
     run_vmm_plain "$@" &
     local runner=$! pid="" i
     for i in $(seq 50); do pid=$(vmm_pid "$1") && break; sleep 0.1; done
@@ -181,6 +226,16 @@ collect_stats() { # vmm log
   while read -r kind job round iops _; do
     k=$((k + 1))
     snap=$(awk -v k=$k '$1 == k { $1 = ""; print; exit }' "$2.stats")
+    if [ "$kind" = FIO-RESULT ] && [ -n "$prev" ] && [ -n "$snap" ] && [ "$stats" = reasons ]; then
+      # "EVENT KEY DELTA" lines and one "requests - N" line per job round,
+      # summed when the tables are printed.
+      local ev reasons=$logs/reasons-${1//[:=]/_}-$job
+      echo "requests - $((iops * (runtime + 1)))" >> "$reasons"
+      for ev in $hist_events; do
+        awk -v ev=$ev 'FNR == NR { a[$1] = $2; next } { d = $2 - a[$1]; if (d > 0) print ev, $1, d }' \
+          "$2.stats.$((k - 1)).$ev" "$2.stats.$k.$ev" >> "$reasons" 2>/dev/null
+      done
+    fi
     if [ "$kind" = FIO-RESULT ] && [ -n "$prev" ] && [ -n "$snap" ]; then
       irqs=$(grep -a "^FIO-IRQS $job $round " "$2" | tr -d '\r' | awk '{ print $4; exit }')
       line=$(awk -v a="$prev" -v b="$snap" -v ios=$((iops * (runtime + 1))) -v irqs="${irqs:-0}" 'BEGIN {
@@ -197,13 +252,13 @@ collect_stats() { # vmm log
 # Consoles are kept in the build tree (the sandbox's /tmp goes with it).
 logs=$build/bench-fio/logs
 mkdir -p "$logs"
-rm -f "$logs"/*.log "$logs"/*.stderr "$logs"/*.stats
+[ "$first_boot" = 1 ] && rm -f "$logs"/*.log "$logs"/*.stderr "$logs"/*.stats* "$logs"/reasons-*
 jobs="randread randwrite seqread seqwrite"
 [ -n "$fio_jobs" ] && jobs=$(echo "$fio_jobs" | tr ',' ' ')
 declare -A results
 read -r -a vmm_list <<< "$vmms"
 declare -A stat_sums
-for b in $(seq "$boots"); do
+[ "$first_boot" = report ] || for b in $(seq "$first_boot" "$last_boot"); do
   order=()
   for i in $(seq 0 $((${#vmm_list[@]} - 1))); do
     order+=("${vmm_list[$(( (i + b - 1) % ${#vmm_list[@]} ))]}")
@@ -224,9 +279,22 @@ for b in $(seq "$boots"); do
       tail -n "$([ -n "$debug" ] && echo 60 || echo 15)" "$log" | sed 's/^/  | /'
       grep -v -e "MMIO" "${log%.log}.stderr" | tail -n 40 | sed 's/^/  ! /'
     fi
-    [ -n "$stats" ] && collect_stats "$vmm" "$log"
     while read -r _ job round iops kib; do
       echo "  $vmm $job round $round: $iops IOPS, $((kib / 1024)) MiB/s"
+    done < <(grep -a '^FIO-RESULT' "$log" | tr -d '\r')
+  done
+done
+# A run of some boots only (one sandbox of several) leaves the report to
+# the "report" run after the last.
+if [ "$first_boot" != report ] && { [ "$first_boot" != 1 ] || [ "$last_boot" != "$boots" ]; }; then
+  exit 0
+fi
+for b in $(seq "$boots"); do
+  for vmm in "${vmm_list[@]}"; do
+    log=$logs/${vmm//[:=]/_}-$b.log
+    [ -f "$log" ] || continue
+    [ -n "$stats" ] && collect_stats "$vmm" "$log"
+    while read -r _ job round iops kib; do
       results[$vmm,$job]+=" $iops:$kib"
     done < <(grep -a '^FIO-RESULT' "$log" | tr -d '\r')
   done
@@ -258,6 +326,37 @@ if [ -n "$stats" ]; then
         printf "\n" }'
     done
   done
+  if [ "$stats" = reasons ]; then
+    for ev in $hist_events; do
+      echo
+      echo "Per 1000 requests, $ev by key (the most frequent 12 of the first VMM):"
+      for job in $jobs; do
+        echo
+        echo "| $job: key | $(printf '%s | ' "${vmm_list[@]}")"
+        echo "|---|$(printf -- '---|%.0s' "${vmm_list[@]}")"
+        cols=()
+        for vmm in "${vmm_list[@]}"; do
+          f=$logs/reasons-${vmm//[:=]/_}-$job out=$work/cols.${#cols[@]}
+          awk -v ev=$ev -v col=$((${#cols[@]} + 1)) '$1 == "requests" { reqs += $3 } $1 == ev { c[$2] += $3 }
+            END { for (k in c) printf "%d %s %.1f\n", col, k, c[k] * 1000 / (reqs > 0 ? reqs : 1) }' \
+            "$f" 2>/dev/null > "$out"
+          cols+=("$out")
+        done
+        awk -v nv=${#cols[@]} '
+          { v[$1, $2] = $3; keys[$2] = 1; if ($1 == 1) first[$2] = $3 }
+          END {
+            n = 0; for (k in keys) { n++; order[n] = k; w[k] = (k in first) ? first[k] : 0 }
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
+              if (w[order[j]] > w[order[i]]) { t = order[i]; order[i] = order[j]; order[j] = t }
+            for (i = 1; i <= n && i <= 12; i++) {
+              k = order[i]; line = "| " k " |"
+              for (g = 1; g <= nv; g++) line = line " " ((g SUBSEP k) in v ? v[g, k] : 0) " |"
+              print line
+            }
+          }' "${cols[@]}"
+      done
+    done
+  fi
 fi
 
 echo

@@ -56,4 +56,4 @@ while [ $round -le "$rounds" ]; do
 done
 # The host's NB_FIO_STATS watcher reads its counters when it sees the last
 # FIO-RESULT; the VM has to still be there then.
-sleep 1
+sleep 3
