@@ -238,6 +238,13 @@ notify_locked(NbVirtioBlk *blk)
     nb_virtio_pci_notify_queue(blk->vp, 0);
 }
 
+/* With the lock held: whether a deferred interrupt has waited its longest. */
+static bool
+owed_overdue_locked(NbVirtioBlk *blk)
+{
+  return blk->notify_owed && g_get_monotonic_time() - blk->owed_since >= NOTIFY_DEFER_MAX_US;
+}
+
 /* With the lock held: hands n finished requests back to the driver in one
  * used->idx update, then interrupts once if the driver asked for it, unless
  * another pool thread still runs a batch and will do so when it finishes. */
@@ -250,11 +257,10 @@ complete_locked(NbVirtioBlk *blk, NbVirtqElement **elems, const uint32_t *lens, 
     heads[i] = elems[i]->head;
   nb_virtqueue_push_batch(vq, heads, lens, n);
   if (blk->running > 0) {
-    gint64 now = g_get_monotonic_time();
     if (!blk->notify_owed) {
       blk->notify_owed = true;
-      blk->owed_since = now;
-    } else if (now - blk->owed_since >= NOTIFY_DEFER_MAX_US) {
+      blk->owed_since = g_get_monotonic_time();
+    } else if (owed_overdue_locked(blk)) {
       notify_locked(blk);
     }
   } else {
@@ -282,8 +288,7 @@ pool_main(gpointer data)
          * thread sees that it does not wait past NOTIFY_DEFER_MAX_US. */
         blk->owed_watched = true;
         gint64 deadline = blk->owed_since + NOTIFY_DEFER_MAX_US;
-        if (!g_cond_wait_until(&blk->work, &blk->lock, deadline) && blk->notify_owed &&
-            g_get_monotonic_time() >= blk->owed_since + NOTIFY_DEFER_MAX_US)
+        if (!g_cond_wait_until(&blk->work, &blk->lock, deadline) && owed_overdue_locked(blk))
           notify_locked(blk);
         blk->owed_watched = false;
       } else {
