@@ -6,6 +6,7 @@
 #include <sys/ioctl.h>
 
 #define CPUID_1_ECX_HYPERVISOR (1u << 31)
+#define CPUID_1_ECX_TSC_DEADLINE (1u << 24)
 #define CPUID_1_EDX_HTT        (1u << 28)
 #define CPUID_80000001_ECX_CMP_LEGACY (1u << 1)
 
@@ -22,8 +23,16 @@ nb_cpuid_get_supported(int kvm_fd, GError **error)
 {
   for (unsigned n = 64; n <= 4096; n *= 2) {
     struct kvm_cpuid2 *c = nb_cpuid_alloc(n);
-    if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0)
+    if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+      /* KVM emulates the TSC-deadline timer in its local APIC whatever the
+       * host CPU has, and says so by a capability, not in this table. A
+       * guest without it programs its timer through the APIC's count
+       * register, an exit KVM handles on its slow path. */
+      struct kvm_cpuid_entry2 *leaf1 = nb_cpuid_find(c, 1, 0);
+      if (leaf1 && ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0)
+        leaf1->ecx |= CPUID_1_ECX_TSC_DEADLINE;
       return c;
+    }
     int err = errno;
     g_free(c);
     if (err != E2BIG) {
