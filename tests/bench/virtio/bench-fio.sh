@@ -77,7 +77,8 @@ kernel=$guest/vmlinuz
 # NB_FIO_STATS=1 also reports, per 1000 requests of each job, the KVM exits
 # and interrupt injections the sandbox's KVM counted (debugfs), the VMM's
 # CPU time and context switches, and the interrupts the guest's queue took.
-# NB_FIO_STATS=reasons adds the exits split by exit reason and the MSR
+# NB_FIO_PERF=JOB profiles the sandbox during JOB's first round (see
+# perf_watch). NB_FIO_STATS=reasons adds the exits split by exit reason and the MSR
 # accesses by MSR (the sandbox kernel's kvm_exit and kvm_msr tracepoints,
 # counted by hist triggers): which exits one VMM makes the guest take more.
 vmms=${NB_FIO_VMMS:-nestbox qemu}
@@ -164,12 +165,43 @@ hist_read() { # event
     $tracing/events/kvm/$1/hist
 }
 
+# NB_FIO_PERF=JOB: a system-wide perf profile of the sandbox (software
+# clock, every process) during the first round of JOB, reported by thread
+# and by thread and symbol in LOG.perf.
+perf_job=${NB_FIO_PERF:-}
+perf_watch() { # log
+  local i
+  for i in $(seq 600); do
+    grep -aq "^FIO-START $perf_job 1" "$1" 2>/dev/null && break
+    sleep 0.2
+  done
+  grep -aq "^FIO-START $perf_job 1" "$1" 2>/dev/null || return 0
+  sleep 1.5   # past fio's ramp
+  perf record -a -g -e cpu-clock -F 499 -o "$1.perf.data" -- sleep $((runtime - 1)) >/dev/null 2>&1
+  {
+    echo "== by thread"
+    perf report -i "$1.perf.data" --stdio --no-children --sort comm 2>/dev/null | grep -v '^#' | grep '%' | head -20
+    echo "== by thread and symbol"
+    perf report -i "$1.perf.data" --stdio --no-children -g none --sort comm,sym 2>/dev/null |
+      grep -v '^#' | grep '%' | head -60
+  } > "$1.perf"
+}
+
 # The VMM's process: the newest one of that name in this sandbox.
 vmm_pid() { # vmm
   case $1 in qemu) pgrep -n -x qemu-system-x86 ;; *) pgrep -n -x nestbox-vm ;; esac
 }
 
 run_vmm() { # vmm log
+  if [ -n "$perf_job" ]; then
+    # Its report waits for the VM to end, so that it does not run during
+    # the next one.
+    perf_watch "$2" &
+    local perf_pid=$!
+    run_vmm_plain "$@"; local st=$?
+    wait $perf_pid
+    return $st
+  fi
   if [ -n "$stats" ]; then
     [ -d /sys/kernel/debug/kvm ] || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
     [ "$stats" = reasons ] && { hist_setup || stats=1; }
