@@ -78,7 +78,7 @@ kernel=$guest/vmlinuz
 # and interrupt injections the sandbox's KVM counted (debugfs), the VMM's
 # CPU time and context switches, and the interrupts the guest's queue took.
 # NB_FIO_PERF=JOB profiles the sandbox during JOB's first round (see
-# perf_watch). NB_FIO_STATS=reasons adds the exits split by exit reason and the MSR
+# perf_watch; not with NB_FIO_STATS). NB_FIO_STATS=reasons adds the exits split by exit reason and the MSR
 # accesses by MSR (the sandbox kernel's kvm_exit and kvm_msr tracepoints,
 # counted by hist triggers): which exits one VMM makes the guest take more.
 vmms=${NB_FIO_VMMS:-nestbox qemu}
@@ -284,7 +284,7 @@ collect_stats() { # vmm log
 # Consoles are kept in the build tree (the sandbox's /tmp goes with it).
 logs=$build/bench-fio/logs
 mkdir -p "$logs"
-[ "$first_boot" = 1 ] && rm -f "$logs"/*.log "$logs"/*.stderr "$logs"/*.stats* "$logs"/reasons-*
+[ "$first_boot" = 1 ] && rm -f "$logs"/*.log "$logs"/*.stderr "$logs"/*.stats* "$logs"/*.perf*
 jobs="randread randwrite seqread seqwrite"
 [ -n "$fio_jobs" ] && jobs=$(echo "$fio_jobs" | tr ',' ' ')
 declare -A results
@@ -321,6 +321,7 @@ done
 if [ "$first_boot" != report ] && { [ "$first_boot" != 1 ] || [ "$last_boot" != "$boots" ]; }; then
   exit 0
 fi
+rm -f "$logs"/reasons-*
 for b in $(seq "$boots"); do
   for vmm in "${vmm_list[@]}"; do
     log=$logs/${vmm//[:=]/_}-$b.log
