@@ -28,6 +28,9 @@ build=$(cd "$build" && pwd)
 guest=${NESTBOX_GUEST_DIR:-$build/guest}
 initrd=$build/bench-fio/fio.cpio
 
+vmms=${NB_FIO_VMMS:-nestbox qemu}
+read -r -a vmm_list <<< "$vmms"
+
 if [ -z "${NESTBOX_IN_SANDBOX:-}" ] && [ "${NB_FIO_BOOTS:-}" != report ]; then
   # Built here: copying 80 MiB into an archive is slow under emulation.
   mkdir -p "$build/bench-fio"
@@ -38,7 +41,6 @@ if [ -z "${NESTBOX_IN_SANDBOX:-}" ] && [ "${NB_FIO_BOOTS:-}" != report ]; then
     # per sandbox, in as many sandboxes as the boots need (a sandbox that
     # fails costs its boots only); then the report, here, from the consoles
     # they left.
-    read -r -a vmm_list <<< "${NB_FIO_VMMS:-nestbox qemu}"
     per=$((2 / ${#vmm_list[@]})); [ $per -ge 1 ] || per=1
     first=1
     while [ $first -le "$boots" ]; do
@@ -78,10 +80,10 @@ kernel=$guest/vmlinuz
 # and interrupt injections the sandbox's KVM counted (debugfs), the VMM's
 # CPU time and context switches, and the interrupts the guest's queue took.
 # NB_FIO_PERF=JOB profiles the sandbox during JOB's first round (see
-# perf_watch; not with NB_FIO_STATS). NB_FIO_STATS=reasons adds the exits split by exit reason and the MSR
-# accesses by MSR (the sandbox kernel's kvm_exit and kvm_msr tracepoints,
-# counted by hist triggers): which exits one VMM makes the guest take more.
-vmms=${NB_FIO_VMMS:-nestbox qemu}
+# perf_watch; not with NB_FIO_STATS). NB_FIO_STATS=reasons adds the exits
+# split by exit reason and the MSR accesses by MSR (the sandbox kernel's
+# kvm_exit and kvm_msr tracepoints, counted by hist triggers): which exits
+# one VMM makes the guest take more.
 stats=${NB_FIO_STATS:-}
 fio_jobs=${NB_FIO_JOBS:-}
 debug=${NB_FIO_DEBUG:-}
@@ -288,7 +290,6 @@ mkdir -p "$logs"
 jobs="randread randwrite seqread seqwrite"
 [ -n "$fio_jobs" ] && jobs=$(echo "$fio_jobs" | tr ',' ' ')
 declare -A results
-read -r -a vmm_list <<< "$vmms"
 declare -A stat_sums
 [ "$first_boot" = report ] || for b in $(seq "$first_boot" "$last_boot"); do
   order=()

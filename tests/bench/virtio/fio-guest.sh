@@ -16,18 +16,18 @@ fio --version | sed 's/^/FIO-VERSION /'
 size=$(($(cat /sys/block/vda/size) * 512))
 # fio.jobs=randwrite,seqwrite runs only those jobs (all four by default).
 only=$(sed -n 's/.*fio\.jobs=\([a-z,]*\).*/\1/p' /proc/cmdline)
-# fio.watch=1: every 5 s, requests in flight on vda and the interrupts the
-# virtio-blk queue got, so a stalled run shows whether completions stopped.
-if [ -n "$(arg fio.watch)" ]; then
-  ( while sleep 5; do
-      echo "FIO-WATCH inflight $(cat /sys/block/vda/inflight) irqs" \
-        $(grep -E 'virtio.*(req|request|queues)' /proc/interrupts | awk '{ print $2 }')
-    done ) &
-fi
+# The interrupts the virtio-blk request queue has taken, on all CPUs.
 queue_irqs() {
   awk '/virtio[0-9]*-req/ { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i }
        END { print n + 0 }' /proc/interrupts
 }
+# fio.watch=1: every 5 s, requests in flight on vda and the interrupts the
+# virtio-blk queue got, so a stalled run shows whether completions stopped.
+if [ -n "$(arg fio.watch)" ]; then
+  ( while sleep 5; do
+      echo "FIO-WATCH inflight $(cat /sys/block/vda/inflight) irqs $(queue_irqs)"
+    done ) &
+fi
 round=1
 while [ $round -le "$rounds" ]; do
   # name rw bs iodepth
