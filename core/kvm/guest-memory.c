@@ -53,40 +53,44 @@ nb_guest_memory_new_split(uint64_t ram_size, uint64_t low_limit, uint64_t high_b
     return NULL;
   }
 
-  int fd = memfd_create("nestbox-guest-ram", MFD_CLOEXEC);
-  if (fd < 0) {
-    g_set_error(error, NB_GUEST_MEMORY_ERROR, NB_GUEST_MEMORY_ERROR_FAILED,
-                "cannot create guest memory: memfd_create failed: %s", g_strerror(errno));
-    return NULL;
-  }
-  if (ftruncate(fd, (off_t)ram_size) != 0) {
-    g_set_error(error, NB_GUEST_MEMORY_ERROR, NB_GUEST_MEMORY_ERROR_FAILED,
-                "cannot size guest memory: %s", g_strerror(errno));
-    close(fd);
-    return NULL;
-  }
-  void *map = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
-  if (map == MAP_FAILED) {
+  /* 2 MiB more than asked, trimmed to a 2 MiB boundary: guest-physical and
+   * host addresses then agree modulo 2 MiB, which KVM needs before it maps a
+   * huge page of the host as one large page of the guest. */
+  size_t slack = NB_GUEST_MEMORY_HUGE_PAGE;
+  uint8_t *raw = mmap(NULL, ram_size + slack, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) {
     g_set_error(error, NB_GUEST_MEMORY_ERROR, NB_GUEST_MEMORY_ERROR_TOO_LARGE,
                 "cannot map %" G_GUINT64_FORMAT " bytes of guest memory: %s — choose less memory",
                 ram_size, g_strerror(errno));
-    close(fd);
     return NULL;
   }
-  /* Identical pages across machines (zeroes, shared libraries) merge under KSM. */
+  uint8_t *map = (uint8_t *)(((uintptr_t)raw + slack - 1) & ~(uintptr_t)(slack - 1));
+  if (map > raw)
+    munmap(raw, (size_t)(map - raw));
+  if (map < raw + slack)
+    munmap(map + ram_size, (size_t)(raw + slack - map));
+  /* Private anonymous memory, not a shared memfd: transparent huge pages
+   * back it (a shared memfd gets them only where the host's admin turned on
+   * shmem huge pages, off by default), so the guest's TLB misses walk one
+   * level less of the host's tables, and its boot faults in 2 MiB at a time
+   * (tests/bench/virtio/RESULTS.md); KSM merges only private anonymous
+   * pages, so identical pages across machines (zeroes, the same OS) can be
+   * shared at all; and a process nestbox-vm forks does not inherit it. */
+  (void)madvise(map, ram_size, MADV_HUGEPAGE);
   (void)madvise(map, ram_size, MADV_MERGEABLE);
+  (void)madvise(map, ram_size, MADV_DONTFORK);
 
   NbGuestMemory *mem = g_new0(NbGuestMemory, 1);
-  mem->memfd = fd;
   mem->mapping = map;
   mem->ram_size = ram_size;
 
   uint64_t low = MIN(ram_size, low_limit);
-  mem->regions[0] = (NbRamRegion){ .gpa = 0, .size = low, .host = map, .fd_offset = 0 };
+  mem->regions[0] = (NbRamRegion){ .gpa = 0, .size = low, .host = map };
   mem->n_regions = 1;
   if (ram_size > low) {
     mem->regions[1] = (NbRamRegion){ .gpa = high_base, .size = ram_size - low,
-                                     .host = (uint8_t *)map + low, .fd_offset = low };
+                                     .host = map + low };
     mem->n_regions = 2;
   }
   return mem;
@@ -98,7 +102,6 @@ nb_guest_memory_free(NbGuestMemory *mem)
   if (mem == NULL)
     return;
   munmap(mem->mapping, mem->ram_size);
-  close(mem->memfd);
   g_free(mem);
 }
 

@@ -1,4 +1,6 @@
-/* Guest RAM: one memfd mapped shared, laid out around the PCI hole.
+/* Guest RAM: one private anonymous mapping, 2 MiB aligned, backed by
+ * transparent huge pages where the host has them, laid out around the PCI
+ * hole.
  *
  * Every device reaches guest memory through nb_guest_memory_ptr(), which
  * checks the whole range, not just its start: a guest-supplied address that
@@ -25,16 +27,17 @@ typedef struct {
   uint64_t gpa;        /* guest physical start */
   uint64_t size;       /* bytes */
   uint8_t *host;       /* where it is mapped in this process */
-  uint64_t fd_offset;  /* offset of this region in the memfd */
 } NbRamRegion;
 
 typedef struct NbGuestMemory {
   NbRamRegion regions[NB_GUEST_MEMORY_MAX_REGIONS];
   unsigned n_regions;
   uint64_t ram_size;
-  int memfd;
-  uint8_t *mapping;    /* the whole memfd, ram_size bytes */
+  uint8_t *mapping;    /* all of it, ram_size bytes, 2 MiB aligned */
 } NbGuestMemory;
+
+/* The alignment of guest RAM in this process: x86's 2 MiB huge page. */
+#define NB_GUEST_MEMORY_HUGE_PAGE (2 * UINT64_C(1048576))
 
 /* Smallest machine we boot: below this Linux cannot unpack an initramfs. */
 #define NB_GUEST_MEMORY_MIN (64 * UINT64_C(1048576))

@@ -23,4 +23,31 @@ for size_mb in ${NB_MEMORY_SIZES_MB:-128 1024 3072 5120}; do
     nb_expect "${size_mb}M: RAM above 4 GiB" "^ *100000000-.* : System RAM"
   fi
 done
+
+# Guest RAM takes the host's transparent huge pages (2 MiB pages in KVM's
+# tables for the guest), read from nestbox-vm's smaps while the guest runs:
+# its RAM is the one mapping that asked for them (VmFlags "hg").
+initrd=$(nb_initrd thp 'echo NESTBOX-THP-READY; sleep 6')
+nb_boot thp 240 "$initrd" --memory 256M &
+boot=$!
+vm=""
+for _ in $(seq 1200); do
+  grep -q NESTBOX-THP-READY "$NB_WORK/thp.log" 2>/dev/null && break
+  kill -0 $boot 2>/dev/null || break
+  sleep 0.1
+done
+for t in $(pgrep -P $boot); do vm=$(pgrep -P "$t" -x nestbox-vm) && break; done
+huge=""
+[ -n "$vm" ] && huge=$(awk '/^AnonHugePages:/ { h = $2 } /^VmFlags:/ && / hg( |$)/ { sum += h; n++ }
+                           END { if (n == 1) print sum }' "/proc/$vm/smaps" 2>/dev/null)
+wait $boot
+NB_CHECKS=$((NB_CHECKS + 1))
+if grep -q '\[never\]' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null ||
+   [ ! -e /sys/kernel/mm/transparent_hugepage/enabled ]; then
+  nb_pass "huge pages: this host has transparent huge pages off, not checked"
+elif [ -n "$huge" ] && [ "$huge" -gt 0 ]; then
+  nb_pass "huge pages: ${huge} kB of guest RAM in 2 MiB pages"
+else
+  nb_fail "huge pages: guest RAM has '${huge}' kB in huge pages (nestbox-vm pid '${vm}'), expected some"
+fi
 nb_finish
