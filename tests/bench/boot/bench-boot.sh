@@ -7,8 +7,10 @@
 #
 # "Init reached" is the guest init's first console line, timed by the host
 # from the VMM's start. Memory overhead is the VMM's resident memory less its
-# guest RAM (both VMMs keep guest RAM in a memfd, so it shows as RssShmem),
-# read while the guest idles.
+# guest RAM, read while the guest idles. Both VMMs keep guest RAM in private
+# anonymous memory that asked for transparent huge pages (QEMU's default;
+# smaps VmFlags "hg"), and no other mapping of theirs does: guest RAM is
+# what those mappings have resident.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -34,8 +36,8 @@ mem=256
 vmm_cmd() { # vmm initrd
   case $1 in
     nestbox) echo "$build/app/nestbox-vm --kernel $kernel --initrd $2 --append '$append' --memory ${mem}M --cpus 1" ;;
-    microvm) echo "qemu-system-x86_64 -enable-kvm -cpu host -M microvm,memory-backend=ram -object memory-backend-memfd,id=ram,size=${mem}M -m ${mem}M -smp 1 -nodefaults -no-user-config -nographic -serial stdio -no-reboot -kernel $kernel -initrd $2 -append '$append'" ;;
-    q35) echo "qemu-system-x86_64 -enable-kvm -cpu host -M q35,memory-backend=ram -object memory-backend-memfd,id=ram,size=${mem}M -m ${mem}M -smp 1 -nodefaults -no-user-config -nographic -serial stdio -no-reboot -kernel $kernel -initrd $2 -append '$append'" ;;
+    microvm) echo "qemu-system-x86_64 -enable-kvm -cpu host -M microvm -m ${mem}M -smp 1 -nodefaults -no-user-config -nographic -serial stdio -no-reboot -kernel $kernel -initrd $2 -append '$append'" ;;
+    q35) echo "qemu-system-x86_64 -enable-kvm -cpu host -M q35 -m ${mem}M -smp 1 -nodefaults -no-user-config -nographic -serial stdio -no-reboot -kernel $kernel -initrd $2 -append '$append'" ;;
   esac
 }
 
@@ -73,10 +75,11 @@ for vmm in nestbox microvm q35; do
   done
   sleep 1
   rss=$(awk '/^VmRSS/ { print $2 }' /proc/$pid/status 2>/dev/null)
-  shmem=$(awk '/^RssShmem/ { print $2 }' /proc/$pid/status 2>/dev/null)
-  if [ -n "$rss" ] && [ -n "$shmem" ]; then
-    overhead[$vmm]=$(( rss - shmem ))
-    echo "memory $vmm: RSS ${rss} kB, guest RAM (shmem) ${shmem} kB, overhead ${overhead[$vmm]} kB"
+  ram=$(awk '/^[0-9a-f]+-[0-9a-f]+ / { rss = 0 } /^Rss:/ { rss = $2 }
+             /^VmFlags:/ && / hg( |$)/ { sum += rss; n++ } END { if (n) print sum }' /proc/$pid/smaps 2>/dev/null)
+  if [ -n "$rss" ] && [ -n "$ram" ]; then
+    overhead[$vmm]=$(( rss - ram ))
+    echo "memory $vmm: RSS ${rss} kB, guest RAM ${ram} kB, overhead ${overhead[$vmm]} kB"
   else
     overhead[$vmm]=0
     echo "memory $vmm: the VMM had exited before it could be measured; its console said:"

@@ -50,7 +50,7 @@ vmm_cmd() { # vmm
   case $1 in
     before) echo "$NESTBOX_VM_BEFORE --firmware bios --firmware-file $bios --disk $disk,format=raw --boot disk --memory ${mem}M --cpus 1" ;;
     nestbox) echo "$build/app/nestbox-vm --firmware bios --firmware-file $bios --disk $disk,format=raw --boot disk --memory ${mem}M --cpus 1" ;;
-    q35) echo "qemu-system-x86_64 -enable-kvm -cpu host -M q35,memory-backend=ram -object memory-backend-memfd,id=ram,size=${mem}M -m ${mem}M -smp 1 -nodefaults -no-user-config -nographic -serial stdio -no-reboot -bios $bios -drive file=$disk,format=raw,if=none,id=disk0 -device virtio-blk-pci,drive=disk0,bootindex=1" ;;
+    q35) echo "qemu-system-x86_64 -enable-kvm -cpu host -M q35 -m ${mem}M -smp 1 -nodefaults -no-user-config -nographic -serial stdio -no-reboot -bios $bios -drive file=$disk,format=raw,if=none,id=disk0 -device virtio-blk-pci,drive=disk0,bootindex=1" ;;
   esac
 }
 
